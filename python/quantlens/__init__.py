@@ -1,0 +1,44 @@
+"""quantlens: fast, safe readers for model weight files.
+
+``open_weights(path)`` opens a GGUF model (single or split) with a memory map, parsing
+its header without trusting it; tensor bytes come back as zero-copy numpy views.
+"""
+
+from __future__ import annotations
+
+from quantlens._core import __version__
+from quantlens.exceptions import (
+    LimitExceededError,
+    MalformedFileError,
+    QuantlensError,
+    SplitFileError,
+    TensorNotFoundError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+    UnsupportedTypeError,
+    UnsupportedVersionError,
+)
+from quantlens.files import GGUFFile, Metadata, MetadataArray, SplitInfo, TensorInfo, open_weights
+from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType, file_type_label
+
+__all__ = [
+    "GGML_QUANT_SIZES",
+    "GGMLQuantizationType",
+    "GGUFFile",
+    "LimitExceededError",
+    "MalformedFileError",
+    "Metadata",
+    "MetadataArray",
+    "QuantlensError",
+    "SplitFileError",
+    "SplitInfo",
+    "TensorInfo",
+    "TensorNotFoundError",
+    "TruncatedFileError",
+    "UnsupportedFormatError",
+    "UnsupportedTypeError",
+    "UnsupportedVersionError",
+    "__version__",
+    "file_type_label",
+    "open_weights",
+]

@@ -1,0 +1,12 @@
+//! GGUF: header parsing, metadata values, and models split across several files.
+
+mod cursor;
+mod header;
+pub mod limits;
+mod model;
+mod value;
+
+pub use cursor::Endian;
+pub use header::{Header, KeyValue, TensorInfo, DEFAULT_ALIGNMENT, MAGIC};
+pub use model::{GgufModel, GgufShard, SplitInfo};
+pub use value::{Array, ArrayIndex, ByteSpan, Value, ValueType};

@@ -1,0 +1,284 @@
+//! A GGUF model: one file, or every shard of a split model (`NAME-00001-of-00003.gguf`)
+//! seen as one set of tensors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::cursor::FORMAT;
+use super::header::{Header, TensorInfo};
+use super::value::Value;
+use crate::error::{Error, FileRef, Result};
+use crate::mmap::MappedFile;
+
+/// One mapped GGUF file and its parsed header.
+#[derive(Debug)]
+pub struct GgufShard {
+    /// The mapped file.
+    pub file: Arc<MappedFile>,
+    /// Its header.
+    pub header: Header,
+}
+
+impl GgufShard {
+    /// Map and parse one file.
+    pub fn open(path: &Path) -> Result<GgufShard> {
+        let file = Arc::new(MappedFile::open(path)?);
+        let header = Header::parse(file.bytes()).map_err(|e| e.in_file(path))?;
+        Ok(GgufShard { file, header })
+    }
+
+    fn split_key(&self, key: &str) -> Option<u64> {
+        self.header.get(key).and_then(Value::as_u64)
+    }
+}
+
+/// How a split model is laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitInfo {
+    /// Number of shards (`split.count`).
+    pub count: u64,
+    /// Tensors in all shards (`split.tensors.count`), if stated.
+    pub tensors_count: Option<u64>,
+}
+
+/// A GGUF model: the metadata of its first file and the tensors of all its files.
+#[derive(Debug)]
+pub struct GgufModel {
+    /// The files, in shard order; one for an unsplit model.
+    pub shards: Vec<GgufShard>,
+    /// Split layout, for a model in several files.
+    pub split: Option<SplitInfo>,
+    order: Vec<(u32, u32)>,
+    by_name: HashMap<Box<str>, usize>,
+}
+
+const SPLIT_COUNT: &str = "split.count";
+const SPLIT_NO: &str = "split.no";
+const SPLIT_TENSORS: &str = "split.tensors.count";
+
+impl GgufModel {
+    /// Open `path`; if it is one shard of a split model, open every shard.
+    pub fn open(path: &Path) -> Result<GgufModel> {
+        let first = GgufShard::open(path)?;
+        let count = first.split_key(SPLIT_COUNT).unwrap_or(1);
+        if count <= 1 {
+            return GgufModel::assemble(vec![first], None);
+        }
+        let shards = open_siblings(path, first, count)?;
+        let split = SplitInfo {
+            count,
+            tensors_count: shards[0].split_key(SPLIT_TENSORS),
+        };
+        GgufModel::assemble(shards, Some(split))
+    }
+
+    fn assemble(shards: Vec<GgufShard>, split: Option<SplitInfo>) -> Result<GgufModel> {
+        let total: usize = shards.iter().map(|s| s.header.tensors.len()).sum();
+        let mut order = Vec::with_capacity(total);
+        let mut by_name = HashMap::with_capacity(total);
+        for (s, shard) in shards.iter().enumerate() {
+            for (t, info) in shard.header.tensors.iter().enumerate() {
+                if let Some(prev) = by_name.insert(info.name.clone(), order.len()) {
+                    let (ps, _) = order[prev];
+                    return Err(duplicate_tensor(&shards, ps as usize, s, info));
+                }
+                order.push((s as u32, t as u32));
+            }
+        }
+        if let Some(expected) = split.as_ref().and_then(|s| s.tensors_count) {
+            if expected != total as u64 {
+                return Err(split_error(
+                    shards[0].file.path(),
+                    format!(
+                        "split.tensors.count says {expected} tensors but the shards hold {total}"
+                    ),
+                ));
+            }
+        }
+        Ok(GgufModel {
+            shards,
+            split,
+            order,
+            by_name,
+        })
+    }
+
+    /// The header of the first file, which holds the model's metadata.
+    pub fn header(&self) -> &Header {
+        &self.shards[0].header
+    }
+
+    /// Number of tensors across all shards.
+    pub fn tensor_count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Tensor `i` in file order (shard by shard), with the shard holding it.
+    pub fn tensor_at(&self, i: usize) -> Option<(&GgufShard, &TensorInfo)> {
+        let &(s, t) = self.order.get(i)?;
+        let shard = &self.shards[s as usize];
+        Some((shard, &shard.header.tensors[t as usize]))
+    }
+
+    /// Every tensor in file order, with the shard holding it.
+    pub fn tensors(&self) -> impl ExactSizeIterator<Item = (&GgufShard, &TensorInfo)> {
+        self.order.iter().map(|&(s, t)| {
+            let shard = &self.shards[s as usize];
+            (shard, &shard.header.tensors[t as usize])
+        })
+    }
+
+    /// Index of the tensor named `name`.
+    pub fn position(&self, name: &str) -> Result<usize> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::TensorNotFound {
+                file: FileRef(Some(self.shards[0].file.path().to_path_buf())),
+                name: name.to_owned(),
+            })
+    }
+
+    /// The tensor named `name` and its shard.
+    pub fn tensor(&self, name: &str) -> Result<(&GgufShard, &TensorInfo)> {
+        let i = self.position(name)?;
+        Ok(self.tensor_at(i).expect("index built from order"))
+    }
+
+    /// The raw bytes of a tensor's data. Fails for a type whose size is unknown.
+    pub fn tensor_data(&self, name: &str) -> Result<&[u8]> {
+        let (shard, info) = self.tensor(name)?;
+        let Some(nbytes) = info.nbytes else {
+            return Err(Error::UnsupportedType {
+                file: FileRef(Some(shard.file.path().to_path_buf())),
+                tensor: info.name.to_string(),
+                ty: info.ty,
+            });
+        };
+        // Extents were checked against the file size when the header was parsed.
+        let start = info.offset as usize;
+        Ok(&shard.file.bytes()[start..start + nbytes as usize])
+    }
+}
+
+fn split_error(path: &Path, message: String) -> Error {
+    Error::Split {
+        file: FileRef(Some(path.to_path_buf())),
+        message,
+    }
+}
+
+fn duplicate_tensor(shards: &[GgufShard], first: usize, second: usize, info: &TensorInfo) -> Error {
+    let path = shards[second].file.path();
+    if first == second {
+        Error::Malformed {
+            file: FileRef(Some(path.to_path_buf())),
+            format: FORMAT,
+            offset: info.info_offset,
+            message: format!("duplicate tensor name '{}'", info.name),
+        }
+    } else {
+        split_error(
+            path,
+            format!(
+                "tensor '{}' is in both {} and {}",
+                info.name,
+                shards[first].file.path().display(),
+                path.display()
+            ),
+        )
+    }
+}
+
+/// `(prefix, index, count)` from `PREFIX-00002-of-00003.gguf` (index from 1).
+fn parse_split_name(path: &Path) -> Option<(String, u64, u64)> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".gguf")?;
+    let (rest, count) = stem.rsplit_once("-of-")?;
+    let (prefix, index) = rest.rsplit_once('-')?;
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(index) || !digits(count) {
+        return None;
+    }
+    Some((prefix.to_owned(), index.parse().ok()?, count.parse().ok()?))
+}
+
+/// The path of shard `index` (from 1) of `count`, beside `path`.
+pub(crate) fn shard_path(path: &Path, prefix: &str, index: u64, count: u64) -> PathBuf {
+    path.with_file_name(format!("{prefix}-{index:05}-of-{count:05}.gguf"))
+}
+
+fn open_siblings(path: &Path, opened: GgufShard, count: u64) -> Result<Vec<GgufShard>> {
+    let Some((prefix, index, name_count)) = parse_split_name(path) else {
+        return Err(split_error(
+            path,
+            format!(
+                "this is one shard of a model split in {count} files, but its name does not \
+                 follow the NAME-00001-of-{count:05}.gguf pattern, so the others cannot be found"
+            ),
+        ));
+    };
+    if name_count != count {
+        return Err(split_error(
+            path,
+            format!("the file name says {name_count} shards but split.count says {count}"),
+        ));
+    }
+    let mut opened = Some((index, opened));
+    let mut shards = Vec::with_capacity(count as usize);
+    for i in 1..=count {
+        let shard = match opened.take_if(|(at, _)| *at == i) {
+            Some((_, shard)) => shard,
+            None => open_shard(&shard_path(path, &prefix, i, count))?,
+        };
+        check_shard(&shard, i, count)?;
+        shards.push(shard);
+    }
+    Ok(shards)
+}
+
+fn open_shard(path: &Path) -> Result<GgufShard> {
+    match GgufShard::open(path) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(
+            split_error(path, "shard of a split model is missing".to_owned()),
+        ),
+        other => other,
+    }
+}
+
+fn check_shard(shard: &GgufShard, index: u64, count: u64) -> Result<()> {
+    let path = shard.file.path();
+    let its_count = shard.split_key(SPLIT_COUNT);
+    let its_no = shard.split_key(SPLIT_NO);
+    if its_count != Some(count) || its_no != Some(index - 1) {
+        return Err(split_error(
+            path,
+            format!(
+                "shard does not belong: expected split.no={} and split.count={count}, found \
+                 split.no={} and split.count={}",
+                index - 1,
+                its_no.map_or("none".into(), |v| v.to_string()),
+                its_count.map_or("none".into(), |v| v.to_string()),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_names_parse() {
+        let p = Path::new("/m/llama-7b-00002-of-00003.gguf");
+        assert_eq!(parse_split_name(p), Some(("llama-7b".into(), 2, 3)));
+        assert_eq!(parse_split_name(Path::new("model.gguf")), None);
+        assert_eq!(parse_split_name(Path::new("a-2-of-3.gguf")), None);
+        assert_eq!(
+            shard_path(p, "llama-7b", 1, 3),
+            PathBuf::from("/m/llama-7b-00001-of-00003.gguf")
+        );
+    }
+}

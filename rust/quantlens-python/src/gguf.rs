@@ -1,0 +1,190 @@
+//! `GgufModel`: an open GGUF model (one file or all shards of a split one).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::ndarray::ArrayView1;
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use quantlens_core::gguf::{GgufModel as CoreModel, TensorInfo as CoreTensorInfo};
+use quantlens_core::MappedFile;
+
+use crate::errors::IntoPyResult;
+use crate::metadata::{metadata_entry, ValueOwner};
+
+/// An open GGUF model. Parsing happens once, with the GIL released.
+#[pyclass(module = "quantlens._core", frozen)]
+pub struct GgufModel {
+    inner: Arc<CoreModel>,
+}
+
+#[pymethods]
+impl GgufModel {
+    /// Map and parse the GGUF file at `path` (and its sibling shards if it is split).
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let model = py.detach(|| CoreModel::open(&path)).into_py_result(py)?;
+        Ok(GgufModel {
+            inner: Arc::new(model),
+        })
+    }
+
+    /// GGUF version of the first file.
+    #[getter]
+    fn version(&self) -> u32 {
+        self.inner.header().version
+    }
+
+    /// `"little"` or `"big"`.
+    #[getter]
+    fn endianness(&self) -> &'static str {
+        self.inner.header().endian.name()
+    }
+
+    /// Alignment of tensor data in bytes.
+    #[getter]
+    fn alignment(&self) -> u64 {
+        self.inner.header().alignment
+    }
+
+    /// Absolute offset of the first file's data section.
+    #[getter]
+    fn data_offset(&self) -> u64 {
+        self.inner.header().data_offset
+    }
+
+    /// Paths of the files, in shard order.
+    #[getter]
+    fn paths(&self) -> Vec<PathBuf> {
+        let shards = &self.inner.shards;
+        shards.iter().map(|s| s.file.path().to_path_buf()).collect()
+    }
+
+    /// Sizes of the files in bytes, in shard order.
+    #[getter]
+    fn file_sizes(&self) -> Vec<u64> {
+        self.inner.shards.iter().map(|s| s.file.len()).collect()
+    }
+
+    /// `(split.count, split.tensors.count)` for a split model, else `None`.
+    #[getter]
+    fn split(&self) -> Option<(u64, Option<u64>)> {
+        let split = self.inner.split.as_ref()?;
+        Some((split.count, split.tensors_count))
+    }
+
+    /// Metadata of the first file: `(key, type name, value, offset)` in file order.
+    fn metadata_entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let owner = ValueOwner::new(&self.inner);
+        let entries = (0..self.inner.header().metadata.len())
+            .map(|i| metadata_entry(py, &owner, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, entries)
+    }
+
+    /// Every tensor, in file order (shard by shard).
+    fn tensor_infos<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut infos = Vec::with_capacity(self.inner.tensor_count());
+        for (shard_no, shard) in self.inner.shards.iter().enumerate() {
+            for t in &shard.header.tensors {
+                infos.push(Bound::new(py, TensorInfo::new(infos.len(), shard_no, t))?);
+            }
+        }
+        PyList::new(py, infos)
+    }
+
+    /// Number of tensors across all shards.
+    fn __len__(&self) -> usize {
+        self.inner.tensor_count()
+    }
+
+    /// A read-only, zero-copy `uint8` view of a tensor's bytes; it keeps the file mapped.
+    fn tensor_bytes<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        let bytes = self.inner.tensor_data(name).into_py_result(py)?;
+        let (shard, _) = self.inner.tensor(name).into_py_result(py)?;
+        let owner = Bound::new(
+            py,
+            MappedBytes {
+                _file: Arc::clone(&shard.file),
+            },
+        )?;
+        let view = ArrayView1::from(bytes);
+        // SAFETY: `bytes` lies in a read-only map owned by `owner`'s `Arc<MappedFile>`; the
+        // array holds `owner` as its base, so the map outlives the array, and the map is
+        // never remapped or written.
+        let array = unsafe { PyArray1::borrow_from_array(&view, owner.into_any()) };
+        array.getattr("flags")?.setattr("writeable", false)?;
+        Ok(array)
+    }
+}
+
+/// Keeps a mapped file alive for as long as numpy arrays view it.
+#[pyclass(module = "quantlens._core", frozen)]
+pub struct MappedBytes {
+    _file: Arc<MappedFile>,
+}
+
+/// One tensor's description.
+#[pyclass(module = "quantlens._core", frozen, get_all)]
+pub struct TensorInfo {
+    /// Position in file order.
+    index: usize,
+    /// Tensor name.
+    name: String,
+    /// ggml type id.
+    type_id: u32,
+    /// ggml type name (`Q4_K`), or `UNKNOWN_<id>`.
+    type_name: String,
+    /// Dimensions in ggml order (`ne[0]` contiguous).
+    ne: Vec<u64>,
+    /// Number of weights.
+    n_elements: u64,
+    /// Bytes of data, `None` for an unknown type.
+    nbytes: Option<u64>,
+    /// Absolute offset of the data in its file.
+    offset: u64,
+    /// Offset from the start of its file's data section.
+    relative_offset: u64,
+    /// Which file of a split model holds it (0 for unsplit models).
+    shard: usize,
+}
+
+impl TensorInfo {
+    fn new(index: usize, shard: usize, t: &CoreTensorInfo) -> Self {
+        let type_name =
+            t.ty.info()
+                .map_or_else(|| format!("UNKNOWN_{}", t.ty.0), |i| i.name.to_owned());
+        TensorInfo {
+            index,
+            name: t.name.to_string(),
+            type_id: t.ty.0,
+            type_name,
+            ne: t.ne().to_vec(),
+            n_elements: t.n_elements,
+            nbytes: t.nbytes,
+            offset: t.offset,
+            relative_offset: t.relative_offset,
+            shard,
+        }
+    }
+}
+
+#[pymethods]
+impl TensorInfo {
+    /// Dimensions in row-major (numpy/torch) order.
+    #[getter]
+    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.ne.iter().rev())
+    }
+
+    fn __repr__(&self) -> String {
+        let shape: Vec<String> = self.ne.iter().rev().map(ToString::to_string).collect();
+        format!(
+            "TensorInfo(name={:?}, type={}, shape=({}))",
+            self.name,
+            self.type_name,
+            shape.join(", ")
+        )
+    }
+}
