@@ -189,5 +189,3 @@ def open_weights(path: str | os.PathLike[str]) -> GGUFFile:
     raise UnsupportedFormatError(
         f"{os.fspath(path)}: {description}; quantlens opens GGUF files", path=path
     )
-
-

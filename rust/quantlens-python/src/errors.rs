@@ -11,11 +11,11 @@ use quantlens_core::Error;
 /// Convert a core error into the Python exception a user can catch by kind.
 pub fn to_py(py: Python<'_>, err: &Error) -> PyErr {
     if let Error::Io { file, source } = err {
-        let args = (
-            source.raw_os_error().unwrap_or(0),
-            source.to_string(),
-            file.0.clone(),
-        );
+        let text = source.to_string();
+        // Python adds the errno and file name itself; keep only the reason.
+        let reason = text.split(" (os error").next().unwrap_or(&text).to_owned();
+        let path = file.0.as_ref().map(|p| p.as_os_str().to_owned());
+        let args = (source.raw_os_error().unwrap_or(0), reason, path);
         return match source.kind() {
             ErrorKind::NotFound => PyFileNotFoundError::new_err(args),
             ErrorKind::PermissionDenied => PyPermissionError::new_err(args),

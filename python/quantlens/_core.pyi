@@ -1,0 +1,99 @@
+"""Typed surface of the ``quantlens._core`` extension module (checked by mypy.stubtest)."""
+
+import os
+from pathlib import Path
+from typing import Any, final, overload
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "GgufModel",
+    "MappedBytes",
+    "MetadataArray",
+    "TensorInfo",
+    "__version__",
+    "file_type_label",
+    "ggml_types",
+    "sniff_file",
+]
+
+__version__: str
+
+def ggml_types() -> list[tuple[int, str, int, int]]:
+    """Every known ggml type: ``(id, name, block_size, type_size)``."""
+
+def file_type_label(file_type: int) -> str | None:
+    """The llama.cpp label of a ``general.file_type`` value, or ``None``."""
+
+def sniff_file(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """What kind of file ``path`` is, from its first bytes: ``(name, description)``."""
+
+@final
+class GgufModel:
+    """An open GGUF model (one file, or every shard of a split model)."""
+
+    def __new__(cls, path: str | os.PathLike[str]) -> GgufModel: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def endianness(self) -> str: ...
+    @property
+    def alignment(self) -> int: ...
+    @property
+    def data_offset(self) -> int: ...
+    @property
+    def paths(self) -> list[Path]: ...
+    @property
+    def file_sizes(self) -> list[int]: ...
+    @property
+    def split(self) -> tuple[int, int | None] | None: ...
+    def metadata_entries(self) -> list[tuple[str, str, Any, int]]: ...
+    def tensor_infos(self) -> list[TensorInfo]: ...
+    def tensor_bytes(self, name: str) -> npt.NDArray[np.uint8]: ...
+    def __len__(self) -> int: ...
+
+@final
+class TensorInfo:
+    """One tensor's description."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def type_id(self) -> int: ...
+    @property
+    def type_name(self) -> str: ...
+    @property
+    def ne(self) -> list[int]: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def n_elements(self) -> int: ...
+    @property
+    def nbytes(self) -> int | None: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def relative_offset(self) -> int: ...
+    @property
+    def shard(self) -> int: ...
+
+@final
+class MetadataArray:
+    """A GGUF metadata array read from the mapped file on demand."""
+
+    @property
+    def element_type(self) -> str: ...
+    def __len__(self) -> int: ...
+    @overload
+    def __getitem__(self, key: int, /) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice, /) -> list[Any]: ...
+    def tolist(self) -> list[Any]: ...
+    def to_numpy(self) -> npt.NDArray[Any]: ...
+
+@final
+class MappedBytes:
+    """Keeps a mapped file alive while numpy arrays view it."""
