@@ -12,6 +12,7 @@ pub mod error;
 pub mod format;
 pub mod gguf;
 pub mod mmap;
+pub mod quant;
 
 pub use dtype::{file_type_label, GgmlType, TypeInfo, KNOWN_TYPES};
 pub use error::{Error, Result};

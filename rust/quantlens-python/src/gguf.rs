@@ -85,12 +85,12 @@ impl GgufModel {
 
     /// Every tensor, in file order (shard by shard).
     fn tensor_infos<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let mut infos = Vec::with_capacity(self.inner.tensor_count());
-        for (shard_no, shard) in self.inner.shards.iter().enumerate() {
-            for t in &shard.header.tensors {
-                infos.push(Bound::new(py, TensorInfo::new(infos.len(), shard_no, t))?);
-            }
-        }
+        let infos = (0..self.inner.tensor_count())
+            .map(|index| {
+                let model = Arc::clone(&self.inner);
+                Bound::new(py, TensorInfo { model, index })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, infos)
     }
 
@@ -125,65 +125,104 @@ pub struct MappedBytes {
     _file: Arc<MappedFile>,
 }
 
-/// One tensor's description.
-#[pyclass(module = "quantlens._core", frozen, get_all)]
+/// One tensor's description; fields are read from the parsed header when asked for.
+#[pyclass(module = "quantlens._core", frozen)]
 pub struct TensorInfo {
-    /// Position in file order.
+    model: Arc<CoreModel>,
     index: usize,
-    /// Tensor name.
-    name: String,
-    /// ggml type id.
-    type_id: u32,
-    /// ggml type name (`Q4_K`), or `UNKNOWN_<id>`.
-    type_name: String,
-    /// Dimensions in ggml order (`ne[0]` contiguous).
-    ne: Vec<u64>,
-    /// Number of weights.
-    n_elements: u64,
-    /// Bytes of data, `None` for an unknown type.
-    nbytes: Option<u64>,
-    /// Absolute offset of the data in its file.
-    offset: u64,
-    /// Offset from the start of its file's data section.
-    relative_offset: u64,
-    /// Which file of a split model holds it (0 for unsplit models).
-    shard: usize,
 }
 
 impl TensorInfo {
-    fn new(index: usize, shard: usize, t: &CoreTensorInfo) -> Self {
-        let type_name =
-            t.ty.info()
-                .map_or_else(|| format!("UNKNOWN_{}", t.ty.0), |i| i.name.to_owned());
-        TensorInfo {
-            index,
-            name: t.name.to_string(),
-            type_id: t.ty.0,
-            type_name,
-            ne: t.ne().to_vec(),
-            n_elements: t.n_elements,
-            nbytes: t.nbytes,
-            offset: t.offset,
-            relative_offset: t.relative_offset,
-            shard,
-        }
+    fn info(&self) -> &CoreTensorInfo {
+        self.model
+            .tensor_at(self.index)
+            .expect("index below tensor_count")
+            .1
     }
 }
 
 #[pymethods]
 impl TensorInfo {
+    /// Position in file order.
+    #[getter]
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Tensor name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.info().name
+    }
+
+    /// ggml type id.
+    #[getter]
+    fn type_id(&self) -> u32 {
+        self.info().ty.0
+    }
+
+    /// ggml type name (`Q4_K`), or `UNKNOWN_<id>` for an id this version does not know.
+    #[getter]
+    fn type_name(&self) -> String {
+        let ty = self.info().ty;
+        ty.info()
+            .map_or_else(|| format!("UNKNOWN_{}", ty.0), |i| i.name.to_owned())
+    }
+
+    /// Dimensions in ggml order (`ne[0]` contiguous).
+    #[getter]
+    fn ne(&self) -> Vec<u64> {
+        self.info().ne().to_vec()
+    }
+
     /// Dimensions in row-major (numpy/torch) order.
     #[getter]
     fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.ne.iter().rev())
+        PyTuple::new(py, self.info().ne().iter().rev())
+    }
+
+    /// Number of weights.
+    #[getter]
+    fn n_elements(&self) -> u64 {
+        self.info().n_elements
+    }
+
+    /// Bytes of data, `None` for an unknown type.
+    #[getter]
+    fn nbytes(&self) -> Option<u64> {
+        self.info().nbytes
+    }
+
+    /// Absolute offset of the data in its file.
+    #[getter]
+    fn offset(&self) -> u64 {
+        self.info().offset
+    }
+
+    /// Offset of the data from the start of its file's data section.
+    #[getter]
+    fn relative_offset(&self) -> u64 {
+        self.info().relative_offset
+    }
+
+    /// Which file of a split model holds it (0 for unsplit models).
+    #[getter]
+    fn shard(&self) -> usize {
+        self.model.shard_of(self.index).unwrap_or(0)
     }
 
     fn __repr__(&self) -> String {
-        let shape: Vec<String> = self.ne.iter().rev().map(ToString::to_string).collect();
+        let shape: Vec<String> = self
+            .info()
+            .ne()
+            .iter()
+            .rev()
+            .map(ToString::to_string)
+            .collect();
         format!(
             "TensorInfo(name={:?}, type={}, shape=({}))",
-            self.name,
-            self.type_name,
+            self.name(),
+            self.type_name(),
             shape.join(", ")
         )
     }

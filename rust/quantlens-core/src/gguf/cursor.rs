@@ -55,6 +55,11 @@ impl<'a> Cursor<'a> {
         self.endian
     }
 
+    /// The bytes from the cursor to the end.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.pos..).unwrap_or(&[])
+    }
+
     pub(crate) fn remaining(&self) -> u64 {
         self.bytes.len().saturating_sub(self.pos) as u64
     }

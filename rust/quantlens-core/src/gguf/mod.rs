@@ -9,4 +9,4 @@ mod value;
 pub use cursor::Endian;
 pub use header::{Header, KeyValue, TensorInfo, DEFAULT_ALIGNMENT, MAGIC};
 pub use model::{GgufModel, GgufShard, SplitInfo};
-pub use value::{Array, ArrayIndex, ByteSpan, Value, ValueType};
+pub use value::{Array, ArrayIndex, ByteSpan, Value, ValueType, STRING_CHECKPOINT};

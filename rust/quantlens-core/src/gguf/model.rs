@@ -1,9 +1,11 @@
 //! A GGUF model: one file, or every shard of a split model (`NAME-00001-of-00003.gguf`)
 //! seen as one set of tensors.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::cursor::FORMAT;
 use super::header::{Header, TensorInfo};
@@ -50,7 +52,9 @@ pub struct GgufModel {
     /// Split layout, for a model in several files.
     pub split: Option<SplitInfo>,
     order: Vec<(u32, u32)>,
-    by_name: HashMap<Box<str>, usize>,
+    // Positions in `order`, found by name hash; names stay in the headers, not copied.
+    by_name: HashTable<u32>,
+    hasher: DefaultHashBuilder,
 }
 
 const SPLIT_COUNT: &str = "split.count";
@@ -75,33 +79,58 @@ impl GgufModel {
 
     fn assemble(shards: Vec<GgufShard>, split: Option<SplitInfo>) -> Result<GgufModel> {
         let total: usize = shards.iter().map(|s| s.header.tensors.len()).sum();
-        let mut order = Vec::with_capacity(total);
-        let mut by_name = HashMap::with_capacity(total);
-        for (s, shard) in shards.iter().enumerate() {
-            for (t, info) in shard.header.tensors.iter().enumerate() {
-                if let Some(prev) = by_name.insert(info.name.clone(), order.len()) {
-                    let (ps, _) = order[prev];
-                    return Err(duplicate_tensor(&shards, ps as usize, s, info));
-                }
-                order.push((s as u32, t as u32));
+        let mut model = GgufModel {
+            shards,
+            split,
+            order: Vec::with_capacity(total),
+            by_name: HashTable::with_capacity(total),
+            hasher: DefaultHashBuilder::default(),
+        };
+        for s in 0..model.shards.len() {
+            for t in 0..model.shards[s].header.tensors.len() {
+                model.insert(s, t)?;
             }
         }
-        if let Some(expected) = split.as_ref().and_then(|s| s.tensors_count) {
+        if let Some(expected) = model.split.as_ref().and_then(|s| s.tensors_count) {
             if expected != total as u64 {
                 return Err(split_error(
-                    shards[0].file.path(),
+                    model.shards[0].file.path(),
                     format!(
                         "split.tensors.count says {expected} tensors but the shards hold {total}"
                     ),
                 ));
             }
         }
-        Ok(GgufModel {
-            shards,
-            split,
-            order,
-            by_name,
-        })
+        Ok(model)
+    }
+
+    fn name_at(&self, i: u32) -> &str {
+        let (s, t) = self.order[i as usize];
+        &self.shards[s as usize].header.tensors[t as usize].name
+    }
+
+    /// Index tensor `t` of shard `s`, refusing a name already taken.
+    fn insert(&mut self, s: usize, t: usize) -> Result<()> {
+        let name = &self.shards[s].header.tensors[t].name;
+        let hash = self.hasher.hash_one(&**name);
+        let found = self.by_name.find(hash, |&i| self.name_at(i) == &**name);
+        if let Some(&prev) = found {
+            let (ps, _) = self.order[prev as usize];
+            return Err(duplicate_tensor(
+                &self.shards,
+                ps as usize,
+                s,
+                &self.shards[s].header.tensors[t],
+            ));
+        }
+        let position = self.order.len() as u32;
+        self.order.push((s as u32, t as u32));
+        let (order, shards, hasher) = (&self.order, &self.shards, &self.hasher);
+        self.by_name.insert_unique(hash, position, |&i| {
+            let (s, t) = order[i as usize];
+            hasher.hash_one(&*shards[s as usize].header.tensors[t as usize].name)
+        });
+        Ok(())
     }
 
     /// The header of the first file, which holds the model's metadata.
@@ -121,6 +150,11 @@ impl GgufModel {
         Some((shard, &shard.header.tensors[t as usize]))
     }
 
+    /// Which shard holds tensor `i` (0 for an unsplit model).
+    pub fn shard_of(&self, i: usize) -> Option<usize> {
+        self.order.get(i).map(|&(s, _)| s as usize)
+    }
+
     /// Every tensor in file order, with the shard holding it.
     pub fn tensors(&self) -> impl ExactSizeIterator<Item = (&GgufShard, &TensorInfo)> {
         self.order.iter().map(|&(s, t)| {
@@ -131,9 +165,10 @@ impl GgufModel {
 
     /// Index of the tensor named `name`.
     pub fn position(&self, name: &str) -> Result<usize> {
-        self.by_name
-            .get(name)
-            .copied()
+        let hash = self.hasher.hash_one(name);
+        let found = self.by_name.find(hash, |&i| self.name_at(i) == name);
+        found
+            .map(|&i| i as usize)
             .ok_or_else(|| Error::TensorNotFound {
                 file: FileRef(Some(self.shards[0].file.path().to_path_buf())),
                 name: name.to_owned(),

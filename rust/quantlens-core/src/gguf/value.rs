@@ -189,7 +189,9 @@ impl Value {
 pub enum ArrayIndex {
     /// Elements of a fixed size, packed from `Array::offset`.
     Fixed,
-    /// Absolute offset of each string's length prefix.
+    /// Absolute offset of the length prefix of every [`STRING_CHECKPOINT`]-th string:
+    /// a sparse index, since a dense one for a big vocabulary costs more in fresh memory
+    /// than the scan that builds it.
     Strings(Vec<u64>),
     /// Each nested array.
     Arrays(Vec<Array>),
@@ -224,9 +226,12 @@ impl Array {
                 let mut cursor = Cursor::new(file, (self.offset + i * size) as usize, self.endian);
                 read_scalar(&mut cursor, self.elem).ok()
             }
-            ArrayIndex::Strings(starts) => {
-                let start = *starts.get(i as usize)?;
+            ArrayIndex::Strings(checkpoints) => {
+                let start = *checkpoints.get((i / STRING_CHECKPOINT) as usize)?;
                 let mut cursor = Cursor::new(file, start as usize, self.endian);
+                for _ in 0..i % STRING_CHECKPOINT {
+                    read_string(&mut cursor).ok()?;
+                }
                 read_string(&mut cursor).ok().map(Value::String)
             }
             ArrayIndex::Arrays(items) => items.get(i as usize).cloned().map(Value::Array),
@@ -246,6 +251,46 @@ impl Array {
             _ => None,
         }
     }
+}
+
+/// Strings between two entries of a string array's sparse index.
+pub const STRING_CHECKPOINT: u64 = 32;
+
+/// Check every string of an array and record every [`STRING_CHECKPOINT`]-th start.
+///
+/// Vocabularies hold hundreds of thousands of strings, so this is the hot loop of opening
+/// a file: it reads length prefixes straight from the slice and falls back to
+/// [`read_string`] only to report an error.
+fn index_strings(cursor: &mut Cursor<'_>, len: u64) -> Result<Vec<u64>> {
+    let mut checkpoints = Vec::with_capacity(len.div_ceil(STRING_CHECKPOINT) as usize);
+    let base = cursor.pos();
+    let rest = cursor.rest();
+    let big = cursor.endian() == Endian::Big;
+    let mut pos = 0usize;
+    for i in 0..len {
+        if i % STRING_CHECKPOINT == 0 {
+            checkpoints.push(base + pos as u64);
+        }
+        let next = rest.get(pos..pos + 8).and_then(|prefix| {
+            let prefix: [u8; 8] = prefix.try_into().ok()?;
+            let n = if big {
+                u64::from_be_bytes(prefix)
+            } else {
+                u64::from_le_bytes(prefix)
+            };
+            let end = (pos + 8).checked_add(usize::try_from(n).ok()?)?;
+            (n <= limits::MAX_STRING_LEN && end <= rest.len()).then_some(end)
+        });
+        let Some(end) = next else {
+            cursor.skip(pos as u64, "string array")?;
+            // Read the failing string again the careful way, to report it.
+            let err = read_string(cursor).err();
+            return Err(err.unwrap_or_else(|| cursor.truncated("string array", 8)));
+        };
+        pos = end;
+    }
+    cursor.skip(pos as u64, "string array")?;
+    Ok(checkpoints)
 }
 
 /// Read a value of type `ty` at the cursor; `depth` counts enclosing arrays.
@@ -319,14 +364,7 @@ fn read_array(cursor: &mut Cursor<'_>, depth: u32) -> Result<Array> {
     }
     let offset = cursor.pos();
     let index = match elem {
-        ValueType::String => {
-            let mut starts = Vec::with_capacity(len as usize);
-            for _ in 0..len {
-                starts.push(cursor.pos());
-                read_string(cursor)?;
-            }
-            ArrayIndex::Strings(starts)
-        }
+        ValueType::String => ArrayIndex::Strings(index_strings(cursor, len)?),
         ValueType::Array => {
             let mut items = Vec::with_capacity(len as usize);
             for _ in 0..len {
