@@ -119,7 +119,10 @@ class GGUFFile:
     def file_type(self) -> str | None:
         """The llama.cpp label of ``general.file_type`` (e.g. ``"Q4_K_M"``), if stated."""
         value = self.metadata.get("general.file_type")
-        return file_type_label(value) if isinstance(value, int) else None
+        # Any integer type may be stored; only a u32 (never a bool) can name a file type.
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+            return None
+        return file_type_label(value)
 
     @property
     def split(self) -> SplitInfo | None:

@@ -23,7 +23,12 @@ impl MappedFile {
     /// Map `path` read-only.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            // Mapping a directory fails with a misleading "no such device".
+            return Err(Error::io(path, std::io::ErrorKind::IsADirectory.into()));
+        }
+        let len = meta.len();
         let map = if len == 0 {
             None
         } else {

@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError};
+use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyPermissionError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use quantlens_core::Error;
@@ -19,6 +19,7 @@ pub fn to_py(py: Python<'_>, err: &Error) -> PyErr {
         return match source.kind() {
             ErrorKind::NotFound => PyFileNotFoundError::new_err(args),
             ErrorKind::PermissionDenied => PyPermissionError::new_err(args),
+            ErrorKind::IsADirectory => PyIsADirectoryError::new_err(args),
             _ => PyOSError::new_err(args),
         };
     }

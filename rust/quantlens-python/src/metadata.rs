@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use numpy::{Element, PyArray1};
-use pyo3::exceptions::{PyIndexError, PyTypeError};
+use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PySlice, PyString};
 use pyo3::IntoPyObjectExt;
@@ -149,8 +149,13 @@ impl MetadataArray {
                 .collect::<PyResult<Vec<_>>>()?;
             return PyList::new(py, items).map(Bound::into_any);
         }
-        let i: i64 = key.extract().map_err(|_| {
-            PyTypeError::new_err("metadata array indices must be integers or slices")
+        let i: i64 = key.extract().map_err(|e: PyErr| {
+            // An integer too large for any index is out of range, as for a list.
+            if e.is_instance_of::<PyOverflowError>(py) {
+                PyIndexError::new_err("metadata array index out of range")
+            } else {
+                PyTypeError::new_err("metadata array indices must be integers or slices")
+            }
         })?;
         let i = if i < 0 { i + len as i64 } else { i };
         if i < 0 {
