@@ -22,8 +22,15 @@
 //! assert_eq!(out[3], 1.5);
 //! ```
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod blocks;
+pub mod dispatch;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use dispatch::{isa, Isa};
 
 use crate::dtype::GgmlType;
 use scalar::{float, fp4, iquants, kquants, legacy, q1_0, ternary};
@@ -107,32 +114,51 @@ pub fn can_dequantize(ty: GgmlType) -> bool {
 }
 
 /// Decodes `src`, whole blocks of `ty`, into `dst`, which must hold exactly one f32 per
-/// weight. On error nothing is written.
+/// weight, with the fastest kernel this CPU has ([`isa`]). On error nothing is written.
 pub fn dequantize_f32(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), DequantError> {
+    dequantize_f32_with(isa(), ty, src, dst)
+}
+
+/// [`dequantize_f32`] with the kernels of `isa`; the scalar reference where `isa` has no
+/// kernel for `ty` or this CPU lacks it. Used to test every kernel against the reference.
+pub fn dequantize_f32_with(
+    isa: Isa,
+    ty: GgmlType,
+    src: &[u8],
+    dst: &mut [f32],
+) -> Result<(), DequantError> {
+    let run = check_lengths(ty, src.len(), dst.len())?;
+    if !dispatch::run_simd(ty, isa, src, dst) {
+        run(src, dst);
+    }
+    Ok(())
+}
+
+/// The scalar kernel of `ty` once `src_len` bytes and `dst_len` weights are known to match.
+fn check_lengths(ty: GgmlType, src_len: usize, dst_len: usize) -> Result<Kernel, DequantError> {
     let (Some(run), Some(info)) = (kernel(ty), ty.info()) else {
         return Err(DequantError::UnsupportedType(ty));
     };
     let type_size = info.type_size as usize;
     let block_size = info.block_size as usize;
-    if src.len() % type_size != 0 {
+    if src_len % type_size != 0 {
         return Err(DequantError::PartialBlock {
             ty,
-            src_len: src.len(),
+            src_len,
             type_size,
         });
     }
-    let blocks = src.len() / type_size;
+    let blocks = src_len / type_size;
     // Compared by division so that no product can overflow.
-    if dst.len() % block_size != 0 || dst.len() / block_size != blocks {
+    if dst_len % block_size != 0 || dst_len / block_size != blocks {
         return Err(DequantError::LengthMismatch {
             ty,
             blocks,
             block_size,
-            dst_len: dst.len(),
+            dst_len,
         });
     }
-    run(src, dst);
-    Ok(())
+    Ok(run)
 }
 
 #[cfg(test)]
