@@ -7,6 +7,7 @@ its header without trusting it; tensor bytes come back as zero-copy numpy views.
 from __future__ import annotations
 
 from quantlens._core import __version__
+from quantlens.decode import dequantize, kernel_isa
 from quantlens.exceptions import (
     LimitExceededError,
     MalformedFileError,
@@ -39,6 +40,8 @@ __all__ = [
     "UnsupportedTypeError",
     "UnsupportedVersionError",
     "__version__",
+    "dequantize",
     "file_type_label",
+    "kernel_isa",
     "open_weights",
 ]

@@ -13,8 +13,13 @@ __all__ = [
     "MetadataArray",
     "TensorInfo",
     "__version__",
+    "can_dequantize",
+    "default_threads",
+    "dequantize",
     "file_type_label",
     "ggml_types",
+    "kernel_isa",
+    "scale_fields",
     "sniff_file",
 ]
 
@@ -28,6 +33,28 @@ def file_type_label(file_type: int) -> str | None:
 
 def sniff_file(path: str | os.PathLike[str]) -> tuple[str, str]:
     """What kind of file ``path`` is, from its first bytes: ``(name, description)``."""
+
+def dequantize(
+    data: npt.NDArray[np.uint8],
+    type_id: int,
+    out: npt.NDArray[Any],
+    dtype: str,
+    threads: int | None = None,
+) -> None:
+    """Decode whole blocks of ggml type ``type_id`` into ``out`` (C-contiguous; float32, or
+    uint16 bits for float16/bfloat16), with the GIL released."""
+
+def kernel_isa() -> str:
+    """The instruction set of the kernels in use."""
+
+def can_dequantize(type_id: int) -> bool:
+    """Whether quantlens can decode ggml type ``type_id``."""
+
+def scale_fields(type_id: int) -> list[tuple[str, int]]:
+    """Where a block of ggml type ``type_id`` keeps its scales: ``(encoding, offset)``."""
+
+def default_threads() -> int:
+    """The thread count used when none is given."""
 
 @final
 class GgufModel:
@@ -51,6 +78,9 @@ class GgufModel:
     def metadata_entries(self) -> list[tuple[str, str, Any, int]]: ...
     def tensor_infos(self) -> list[TensorInfo]: ...
     def tensor_bytes(self, name: str) -> npt.NDArray[np.uint8]: ...
+    def dequantize_tensor(
+        self, name: str, out: npt.NDArray[Any], dtype: str, threads: int | None = None
+    ) -> None: ...
     def __len__(self) -> int: ...
 
 @final

@@ -70,8 +70,9 @@ class UnsupportedFormatError(QuantlensError):
     """The file is not a weight format quantlens reads; the message says what it is."""
 
 
-class UnsupportedTypeError(QuantlensError):
-    """A tensor's type cannot be decoded by quantlens."""
+class UnsupportedTypeError(QuantlensError, NotImplementedError):
+    """A tensor's type cannot be decoded by quantlens (a ``NotImplementedError``, as in
+    gguf-py, so code written for gguf-py catches it too)."""
 
 
 class TensorNotFoundError(QuantlensError, KeyError):

@@ -13,6 +13,7 @@ import numpy as np
 
 from quantlens import _core
 from quantlens._core import MetadataArray, TensorInfo
+from quantlens.decode import DTypeLike, allocate_output, writable_view
 from quantlens.exceptions import UnsupportedFormatError
 from quantlens.ggml_types import file_type_label
 
@@ -114,6 +115,25 @@ class GGUFFile:
     def tensor_bytes(self, name: str) -> np.ndarray:
         """The tensor's raw bytes as a read-only ``uint8`` array over the mapped file."""
         return self._open.tensor_bytes(name)
+
+    def get_tensor(
+        self,
+        name: str,
+        dtype: DTypeLike = None,
+        out: Any = None,
+        threads: int | None = None,
+    ) -> Any:
+        """Tensor ``name`` decoded to ``dtype`` (default float32) in its row-major shape.
+
+        ``dtype`` may be ``float32``, ``float16`` or ``bfloat16`` (a name, numpy dtype, or
+        torch dtype, which returns a torch tensor). ``out`` is an optional C-contiguous
+        numpy array or CPU torch tensor with one element per weight to write into.
+        """
+        info = self.tensor(name)
+        out, name_of_dtype = allocate_output(info.shape, dtype, out)
+        view = writable_view(out, name_of_dtype, info.n_elements)
+        self._open.dequantize_tensor(name, view, name_of_dtype, threads)
+        return out
 
     @property
     def file_type(self) -> str | None:

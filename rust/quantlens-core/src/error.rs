@@ -99,6 +99,26 @@ pub enum Error {
         /// Its type.
         ty: GgmlType,
     },
+    /// Big-endian data of a type whose big-endian layout has no defined meaning.
+    #[error("{file}tensor '{tensor}' holds big-endian {ty} data, which has no defined byte order conversion")]
+    UnsupportedByteOrder {
+        /// The file.
+        file: FileRef,
+        /// The tensor.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// The output given for decoded weights does not fit the data.
+    #[error("{file}{message}")]
+    InvalidOutput {
+        /// The file.
+        file: FileRef,
+        /// The tensor, when decoding one.
+        tensor: Option<String>,
+        /// What does not fit.
+        message: String,
+    },
     /// No tensor of that name.
     #[error("{file}no tensor named '{name}'")]
     TensorNotFound {
@@ -128,6 +148,8 @@ impl Error {
             | Error::LimitExceeded { file, .. }
             | Error::UnsupportedVersion { file, .. }
             | Error::UnsupportedType { file, .. }
+            | Error::UnsupportedByteOrder { file, .. }
+            | Error::InvalidOutput { file, .. }
             | Error::TensorNotFound { file, .. }
             | Error::Split { file, .. } => file,
         };
@@ -146,6 +168,8 @@ impl Error {
             | Error::LimitExceeded { file, .. }
             | Error::UnsupportedVersion { file, .. }
             | Error::UnsupportedType { file, .. }
+            | Error::UnsupportedByteOrder { file, .. }
+            | Error::InvalidOutput { file, .. }
             | Error::TensorNotFound { file, .. }
             | Error::Split { file, .. } => file.0.as_deref(),
         }
@@ -164,9 +188,36 @@ impl Error {
     /// The tensor this error is about, if it has one.
     pub fn tensor(&self) -> Option<&str> {
         match self {
-            Error::UnsupportedType { tensor, .. } => Some(tensor),
+            Error::UnsupportedType { tensor, .. } | Error::UnsupportedByteOrder { tensor, .. } => {
+                Some(tensor)
+            }
+            Error::InvalidOutput { tensor, .. } => tensor.as_deref(),
             Error::TensorNotFound { name, .. } => Some(name),
             _ => None,
+        }
+    }
+
+    /// The error for a failed decode of `tensor` (if any), in no file yet.
+    pub fn from_dequant(err: crate::quant::DequantError, tensor: Option<&str>) -> Self {
+        use crate::quant::DequantError;
+        let file = FileRef::default();
+        let name = tensor.unwrap_or("<data>").to_owned();
+        match err {
+            DequantError::UnsupportedType(ty) => Error::UnsupportedType {
+                file,
+                tensor: name,
+                ty,
+            },
+            DequantError::BigEndianUnsupported(ty) => Error::UnsupportedByteOrder {
+                file,
+                tensor: name,
+                ty,
+            },
+            other => Error::InvalidOutput {
+                file,
+                tensor: tensor.map(str::to_owned),
+                message: other.to_string(),
+            },
         }
     }
 

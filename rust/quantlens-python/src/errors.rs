@@ -23,15 +23,20 @@ pub fn to_py(py: Python<'_>, err: &Error) -> PyErr {
             _ => PyOSError::new_err(args),
         };
     }
+    if let Error::InvalidOutput { .. } = err {
+        return pyo3::exceptions::PyValueError::new_err(err.to_string());
+    }
     let class = match err {
         Error::Malformed { .. } => "MalformedFileError",
         Error::Truncated { .. } => "TruncatedFileError",
         Error::LimitExceeded { .. } => "LimitExceededError",
         Error::UnsupportedVersion { .. } => "UnsupportedVersionError",
-        Error::UnsupportedType { .. } => "UnsupportedTypeError",
+        Error::UnsupportedType { .. } | Error::UnsupportedByteOrder { .. } => {
+            "UnsupportedTypeError"
+        }
         Error::TensorNotFound { .. } => "TensorNotFoundError",
         Error::Split { .. } => "SplitFileError",
-        Error::Io { .. } => unreachable!("handled above"),
+        Error::Io { .. } | Error::InvalidOutput { .. } => unreachable!("handled above"),
     };
     build(py, class, err).unwrap_or_else(|e| e)
 }

@@ -10,6 +10,7 @@ use pyo3::types::{PyList, PyTuple};
 use quantlens_core::gguf::{GgufModel as CoreModel, TensorInfo as CoreTensorInfo};
 use quantlens_core::MappedFile;
 
+use crate::dequant::{Kind, OutArray};
 use crate::errors::IntoPyResult;
 use crate::metadata::{metadata_entry, ValueOwner};
 
@@ -97,6 +98,23 @@ impl GgufModel {
     /// Number of tensors across all shards.
     fn __len__(&self) -> usize {
         self.inner.tensor_count()
+    }
+
+    /// Decode tensor `name` into `out` (C-contiguous, one element per weight) as `dtype`.
+    #[pyo3(signature = (name, out, dtype, threads=None))]
+    fn dequantize_tensor(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        out: &Bound<'_, PyAny>,
+        dtype: &str,
+        threads: Option<usize>,
+    ) -> PyResult<()> {
+        let mut out = OutArray::borrow(out, Kind::parse(dtype)?)?;
+        let output = out.output()?;
+        let model = &self.inner;
+        py.detach(|| model.dequantize_tensor(name, output, threads))
+            .into_py_result(py)
     }
 
     /// A read-only, zero-copy `uint8` view of a tensor's bytes; it keeps the file mapped.

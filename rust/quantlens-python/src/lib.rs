@@ -1,6 +1,7 @@
 //! The `quantlens._core` extension module: a thin layer that converts arguments, calls
 //! `quantlens-core` with the GIL released, and converts results and errors.
 
+mod dequant;
 mod errors;
 mod gguf;
 mod metadata;
@@ -35,6 +36,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ggml_types, m)?)?;
     m.add_function(wrap_pyfunction!(file_type_label, m)?)?;
     m.add_function(wrap_pyfunction!(sniff_file, m)?)?;
+    m.add_function(wrap_pyfunction!(dequant::dequantize, m)?)?;
+    m.add_function(wrap_pyfunction!(dequant::kernel_isa, m)?)?;
+    m.add_function(wrap_pyfunction!(dequant::can_dequantize, m)?)?;
+    m.add_function(wrap_pyfunction!(dequant::default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(dequant::scale_fields, m)?)?;
     m.add_class::<gguf::GgufModel>()?;
     m.add_class::<gguf::TensorInfo>()?;
     m.add_class::<metadata::MetadataArray>()?;

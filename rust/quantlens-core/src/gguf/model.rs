@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::cursor::FORMAT;
+use super::cursor::{Endian, FORMAT};
 use super::header::{Header, TensorInfo};
 use super::value::Value;
 use crate::error::{Error, FileRef, Result};
 use crate::mmap::MappedFile;
+use crate::quant::{self, endian, Output};
 
 /// One mapped GGUF file and its parsed header.
 #[derive(Debug)]
@@ -194,6 +195,31 @@ impl GgufModel {
         // Extents were checked against the file size when the header was parsed.
         let start = info.offset as usize;
         Ok(&shard.file.bytes()[start..start + nbytes as usize])
+    }
+}
+
+impl GgufModel {
+    /// Decode tensor `name` into `out` (one element per weight) with the fastest kernels
+    /// on up to `threads` threads. Big-endian data is converted on a copy first.
+    pub fn dequantize_tensor(
+        &self,
+        name: &str,
+        out: Output<'_>,
+        threads: Option<usize>,
+    ) -> Result<()> {
+        let (shard, info) = self.tensor(name)?;
+        let path = shard.file.path();
+        let fail = |e| Error::from_dequant(e, Some(name)).in_file(path);
+        if !quant::can_dequantize(info.ty) {
+            return Err(fail(quant::DequantError::UnsupportedType(info.ty)));
+        }
+        let data = self.tensor_data(name)?;
+        if shard.header.endian == Endian::Big {
+            let mut owned = data.to_vec();
+            endian::to_little_endian(info.ty, &mut owned).map_err(fail)?;
+            return quant::dequantize(quant::isa(), info.ty, &owned, out, threads).map_err(fail);
+        }
+        quant::dequantize(quant::isa(), info.ty, data, out, threads).map_err(fail)
     }
 }
 

@@ -366,6 +366,56 @@ layout! {
     QS: 16,
 }
 
+/// Where a block keeps a scale, and in which encoding: what a generator of valid blocks
+/// must write (random bytes elsewhere are valid quants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleField {
+    /// A little-endian IEEE f16 at this offset.
+    F16(usize),
+    /// A little-endian IEEE f32 at this offset.
+    F32(usize),
+    /// A one-byte power-of-two exponent (E8M0) at this offset.
+    E8M0(usize),
+    /// Four one-byte unsigned E4M3 scales starting at this offset.
+    Ue4m3x4(usize),
+    /// `IQ1_M`'s f16, split into the top nibbles of the four `u16` scale words starting at
+    /// this offset.
+    Iq1mF16(usize),
+}
+
+/// The scale fields of a block of `ty` (empty for plain numbers and unknown types).
+pub fn scale_fields(ty: GgmlType) -> &'static [ScaleField] {
+    use ScaleField::{Iq1mF16, Ue4m3x4, E8M0, F16, F32};
+    match ty {
+        GgmlType::Q4_0 => &[F16(q4_0::D)],
+        GgmlType::Q4_1 => &[F16(q4_1::D), F16(q4_1::M)],
+        GgmlType::Q5_0 => &[F16(q5_0::D)],
+        GgmlType::Q5_1 => &[F16(q5_1::D), F16(q5_1::M)],
+        GgmlType::Q8_0 => &[F16(q8_0::D)],
+        GgmlType::Q2_K => &[F16(q2_k::D), F16(q2_k::DMIN)],
+        GgmlType::Q3_K => &[F16(q3_k::D)],
+        GgmlType::Q4_K => &[F16(q4_k::D), F16(q4_k::DMIN)],
+        GgmlType::Q5_K => &[F16(q5_k::D), F16(q5_k::DMIN)],
+        GgmlType::Q6_K => &[F16(q6_k::D)],
+        GgmlType::Q8_K => &[F32(q8_k::D)],
+        GgmlType::IQ2_XXS => &[F16(iq2_xxs::D)],
+        GgmlType::IQ2_XS => &[F16(iq2_xs::D)],
+        GgmlType::IQ2_S => &[F16(iq2_s::D)],
+        GgmlType::IQ3_XXS => &[F16(iq3_xxs::D)],
+        GgmlType::IQ3_S => &[F16(iq3_s::D)],
+        GgmlType::IQ1_S => &[F16(iq1_s::D)],
+        GgmlType::IQ1_M => &[Iq1mF16(iq1_m::SCALES)],
+        GgmlType::IQ4_NL => &[F16(iq4_nl::D)],
+        GgmlType::IQ4_XS => &[F16(iq4_xs::D)],
+        GgmlType::TQ1_0 => &[F16(tq1_0::D)],
+        GgmlType::TQ2_0 => &[F16(tq2_0::D)],
+        GgmlType::MXFP4 => &[E8M0(mxfp4::E)],
+        GgmlType::NVFP4 => &[Ue4m3x4(nvfp4::D)],
+        GgmlType::Q1_0 => &[F16(q1_0::D)],
+        _ => &[],
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::float_cmp,

@@ -26,11 +26,16 @@
 mod aarch64;
 pub mod blocks;
 pub mod dispatch;
+pub mod endian;
+pub mod output;
+pub mod parallel;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use dispatch::{isa, Isa};
+pub use output::Output;
+pub use parallel::{default_threads, dequantize};
 
 use crate::dtype::GgmlType;
 use scalar::{float, fp4, iquants, kquants, legacy, q1_0, ternary};
@@ -41,6 +46,9 @@ pub enum DequantError {
     /// The type is unknown or has no dequantizer (e.g. `Q8_1`).
     #[error("no dequantizer for {0}")]
     UnsupportedType(GgmlType),
+    /// Big-endian data of this type has no defined little-endian equivalent.
+    #[error("big-endian {0} data cannot be decoded: its byte order is not defined")]
+    BigEndianUnsupported(GgmlType),
     /// `src` does not hold a whole number of blocks.
     #[error("{ty}: {src_len} bytes is not a whole number of {type_size}-byte blocks")]
     PartialBlock {
@@ -127,11 +135,18 @@ pub fn dequantize_f32_with(
     src: &[u8],
     dst: &mut [f32],
 ) -> Result<(), DequantError> {
-    let run = check_lengths(ty, src.len(), dst.len())?;
-    if !dispatch::run_simd(ty, isa, src, dst) {
-        run(src, dst);
-    }
+    check_lengths(ty, src.len(), dst.len())?;
+    decode_blocks(isa, ty, src, dst);
     Ok(())
+}
+
+/// Decode with `isa`'s kernel, or the scalar one; lengths already checked.
+fn decode_blocks(isa: Isa, ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+    if !dispatch::run_simd(ty, isa, src, dst) {
+        if let Some(run) = kernel(ty) {
+            run(src, dst);
+        }
+    }
 }
 
 /// The scalar kernel of `ty` once `src_len` bytes and `dst_len` weights are known to match.
