@@ -100,7 +100,7 @@ impl GgmlType {
     pub fn byte_size(self, n_elements: u64) -> Option<u64> {
         let info = self.info()?;
         let block = u64::from(info.block_size);
-        if n_elements % block != 0 {
+        if !n_elements.is_multiple_of(block) {
             return None;
         }
         (n_elements / block).checked_mul(u64::from(info.type_size))

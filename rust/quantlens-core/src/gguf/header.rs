@@ -305,7 +305,7 @@ fn data_size(t: &TensorInfo) -> Result<Option<u64>> {
     let Some(info) = t.ty.info() else {
         return Ok(None);
     };
-    if t.ne[0] % u64::from(info.block_size) != 0 {
+    if !t.ne[0].is_multiple_of(u64::from(info.block_size)) {
         return Err(malformed(
             t.info_offset,
             format!(

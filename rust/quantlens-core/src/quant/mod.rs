@@ -156,7 +156,7 @@ fn check_lengths(ty: GgmlType, src_len: usize, dst_len: usize) -> Result<Kernel,
     };
     let type_size = info.type_size as usize;
     let block_size = info.block_size as usize;
-    if src_len % type_size != 0 {
+    if !src_len.is_multiple_of(type_size) {
         return Err(DequantError::PartialBlock {
             ty,
             src_len,
@@ -165,7 +165,7 @@ fn check_lengths(ty: GgmlType, src_len: usize, dst_len: usize) -> Result<Kernel,
     }
     let blocks = src_len / type_size;
     // Compared by division so that no product can overflow.
-    if dst_len % block_size != 0 || dst_len / block_size != blocks {
+    if !dst_len.is_multiple_of(block_size) || dst_len / block_size != blocks {
         return Err(DequantError::LengthMismatch {
             ty,
             blocks,
