@@ -13,7 +13,9 @@ pub mod format;
 pub mod gguf;
 pub mod mmap;
 pub mod quant;
+pub mod tensor;
 
 pub use dtype::{file_type_label, GgmlType, TypeInfo, KNOWN_TYPES};
 pub use error::{Error, Result};
 pub use mmap::MappedFile;
+pub use tensor::{DType, TensorRef};

@@ -17,9 +17,10 @@ use super::dispatch::Isa;
 use super::output::{f32_to_bf16_slice, f32_to_f16_slice, Output};
 use super::{check_lengths, decode_blocks, DequantError};
 use crate::dtype::GgmlType;
+use crate::mmap::advise_huge_pages;
 
-/// Fewest weights worth a task of their own (1 MiB of f32 output).
-pub const MIN_CHUNK_WEIGHTS: usize = 1 << 18;
+/// Fewest weights worth a task of their own (2 MiB of f32 output).
+pub const MIN_CHUNK_WEIGHTS: usize = 1 << 19;
 /// f32 weights staged per step for a 16-bit output: 16 KiB, comfortably in L1, and a
 /// multiple of every block size.
 const STAGE_WEIGHTS: usize = 4096;
@@ -73,6 +74,12 @@ pub fn dequantize(
     threads: Option<usize>,
 ) -> Result<(), DequantError> {
     check_lengths(ty, src.len(), out.len())?;
+    if out.len() >= MIN_CHUNK_WEIGHTS {
+        match &mut out {
+            Output::F32(d) => advise_huge_pages(d),
+            Output::F16(d) | Output::BF16(d) => advise_huge_pages(d),
+        }
+    }
     let Some(info) = ty.info() else {
         return Err(DequantError::UnsupportedType(ty));
     };
