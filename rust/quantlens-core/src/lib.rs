@@ -12,8 +12,10 @@ pub mod error;
 pub mod format;
 pub mod gguf;
 pub mod mmap;
+pub mod pytorch;
 pub mod quant;
 pub mod tensor;
+pub mod weights;
 
 pub use dtype::{file_type_label, GgmlType, TypeInfo, KNOWN_TYPES};
 pub use error::{Error, Result};
