@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from hypothesis import strategies as st
@@ -73,11 +74,12 @@ def _write_scales(
                 struct.pack_into("<H", block, at + 2 * i, word)
 
 
-_PLAIN_FLOATS = {
-    GGMLQuantizationType.F32: "<f4",
-    GGMLQuantizationType.F16: "<f2",
-    GGMLQuantizationType.F64: "<f8",
-    GGMLQuantizationType.BF16: "<u2",
+# numpy dtype and float width of the plain float types.
+_PLAIN_FLOATS: dict[GGMLQuantizationType, tuple[str, Literal[16, 32, 64]]] = {
+    GGMLQuantizationType.F32: ("<f4", 32),
+    GGMLQuantizationType.F16: ("<f2", 16),
+    GGMLQuantizationType.F64: ("<f8", 64),
+    GGMLQuantizationType.BF16: ("<u2", 16),
 }
 
 
@@ -85,13 +87,13 @@ def _plain_floats(
     qtype: GGMLQuantizationType, count: int, special: bool
 ) -> st.SearchStrategy[bytes]:
     """Plain float values: any bit pattern with ``special``, else finite ones."""
-    dtype = _PLAIN_FLOATS[qtype]
+    dtype, width = _PLAIN_FLOATS[qtype]
+    values: st.SearchStrategy[Any]
     if qtype == GGMLQuantizationType.BF16:
         # bf16 is the top half of an f32: finite unless the exponent is all ones.
         top = st.integers(0, 0xFFFF)
         values = top if special else top.filter(lambda b: b & 0x7F80 != 0x7F80)
     else:
-        width = np.dtype(dtype).itemsize * 8
         values = st.floats(width=width, allow_nan=special, allow_infinity=special)
     return st.lists(values, min_size=count, max_size=count).map(
         lambda v: np.array(v, dtype=dtype).tobytes()
