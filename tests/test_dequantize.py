@@ -272,31 +272,31 @@ def test_thread_counts_give_identical_results() -> None:
 
 
 def test_the_gil_is_released_while_decoding() -> None:
-    """While one thread decodes, another keeps running Python: the longest pause it sees
-    is far shorter than the decode."""
+    """While one thread is inside a long decode, the main thread keeps running Python.
+    Were the GIL held for the call, no main-thread step could fall inside it."""
     data = _big_q4_k(1 << 24)
-    out = np.empty((1 << 24) // 256 * 256 // 256 * 256, np.float32).reshape(len(data), 256)
+    out = np.empty((len(data), 256), np.float32)
     quantlens.dequantize(data, Q.Q4_K, out=out, threads=1)  # warm up, fault pages in
+    window: list[float] = []
     done = threading.Event()
-    duration: list[float] = []
 
     def decode() -> None:
-        start = time.perf_counter()
+        window.append(time.perf_counter())
         quantlens.dequantize(data, Q.Q4_K, out=out, threads=1)
-        duration.append(time.perf_counter() - start)
+        window.append(time.perf_counter())
         done.set()
 
+    steps: list[float] = []
     worker = threading.Thread(target=decode)
-    last = time.perf_counter()
-    longest = 0.0
     worker.start()
     while not done.is_set():
-        now = time.perf_counter()
-        longest = max(longest, now - last)
-        last = now
+        steps.append(time.perf_counter())
     worker.join()
-    assert duration[0] > 0.02, "decode too short to tell"
-    assert longest < duration[0] / 2, (longest, duration[0])
+    start, end = window
+    margin = 0.1 * (end - start)  # leave out the Python around the call
+    inside = [t for t in steps if start + margin < t < end - margin]
+    assert end - start > 0.002, "decode too short to tell"
+    assert len(inside) >= 50, (len(inside), end - start)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available here")

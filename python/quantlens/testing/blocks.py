@@ -93,8 +93,14 @@ def _plain_floats(
         # bf16 is the top half of an f32: finite unless the exponent is all ones.
         top = st.integers(0, 0xFFFF)
         values = top if special else top.filter(lambda b: b & 0x7F80 != 0x7F80)
+    elif special:
+        values = st.floats(width=width)
+    elif width == 64:
+        # Finite, and finite once decoded to float32 too.
+        f32_max = float(np.finfo(np.float32).max)
+        values = st.floats(-f32_max, f32_max)
     else:
-        values = st.floats(width=width, allow_nan=special, allow_infinity=special)
+        values = st.floats(width=width, allow_nan=False, allow_infinity=False)
     return st.lists(values, min_size=count, max_size=count).map(
         lambda v: np.array(v, dtype=dtype).tobytes()
     )

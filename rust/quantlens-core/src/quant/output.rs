@@ -26,6 +26,14 @@ impl Output<'_> {
         }
     }
 
+    /// Bytes per element.
+    pub fn element_size(&self) -> usize {
+        match self {
+            Output::F32(_) => 4,
+            Output::F16(_) | Output::BF16(_) => 2,
+        }
+    }
+
     /// Whether the output holds no weights.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

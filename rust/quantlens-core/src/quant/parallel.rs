@@ -21,6 +21,9 @@ use crate::mmap::advise_huge_pages;
 
 /// Fewest weights worth a task of their own (2 MiB of f32 output).
 pub const MIN_CHUNK_WEIGHTS: usize = 1 << 19;
+/// Smallest output advised onto huge pages. Below this, allocators serve memory from
+/// their heaps, often already faulted in and reused, where the advice only adds work.
+const HUGE_PAGE_MIN_BYTES: usize = 32 << 20;
 /// f32 weights staged per step for a 16-bit output: 16 KiB, comfortably in L1, and a
 /// multiple of every block size.
 const STAGE_WEIGHTS: usize = 4096;
@@ -74,7 +77,7 @@ pub fn dequantize(
     threads: Option<usize>,
 ) -> Result<(), DequantError> {
     check_lengths(ty, src.len(), out.len())?;
-    if out.len() >= MIN_CHUNK_WEIGHTS {
+    if out.len() * out.element_size() >= HUGE_PAGE_MIN_BYTES {
         match &mut out {
             Output::F32(d) => advise_huge_pages(d),
             Output::F16(d) | Output::BF16(d) => advise_huge_pages(d),
