@@ -1,7 +1,8 @@
 """quantlens: fast, safe readers for model weight files.
 
-``open_weights(path)`` opens a GGUF model (single or split) with a memory map, parsing
-its header without trusting it; tensor bytes come back as zero-copy numpy views.
+``open_weights(path)`` opens a GGUF model (single or split), a safetensors model (single or
+sharded) or a PyTorch checkpoint with a memory map, parsing its header without trusting it;
+tensor bytes come back as zero-copy numpy views.
 """
 
 from __future__ import annotations
@@ -15,11 +16,24 @@ from quantlens.exceptions import (
     SplitFileError,
     TensorNotFoundError,
     TruncatedFileError,
+    UnsafePickleError,
     UnsupportedFormatError,
     UnsupportedTypeError,
     UnsupportedVersionError,
 )
-from quantlens.files import GGUFFile, Metadata, MetadataArray, SplitInfo, TensorInfo, open_weights
+from quantlens.files import (
+    GGUFFile,
+    Metadata,
+    MetadataArray,
+    SafetensorsFile,
+    SplitInfo,
+    TensorInfo,
+    TensorSlice,
+    TorchFile,
+    WeightFile,
+    WeightTensorInfo,
+    open_weights,
+)
 from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType, file_type_label
 
 __all__ = [
@@ -31,14 +45,20 @@ __all__ = [
     "Metadata",
     "MetadataArray",
     "QuantlensError",
+    "SafetensorsFile",
     "SplitFileError",
     "SplitInfo",
     "TensorInfo",
     "TensorNotFoundError",
+    "TensorSlice",
+    "TorchFile",
     "TruncatedFileError",
+    "UnsafePickleError",
     "UnsupportedFormatError",
     "UnsupportedTypeError",
     "UnsupportedVersionError",
+    "WeightFile",
+    "WeightTensorInfo",
     "__version__",
     "dequantize",
     "file_type_label",

@@ -17,6 +17,7 @@ __all__ = [
     "SplitFileError",
     "TensorNotFoundError",
     "TruncatedFileError",
+    "UnsafePickleError",
     "UnsupportedFormatError",
     "UnsupportedTypeError",
     "UnsupportedVersionError",
@@ -81,3 +82,9 @@ class TensorNotFoundError(QuantlensError, KeyError):
 
 class SplitFileError(QuantlensError):
     """A shard of a split model is missing or does not belong with the others."""
+
+
+class UnsafePickleError(QuantlensError):
+    """A PyTorch checkpoint's pickle names something other than tensors, storages and plain
+    containers (``os.system``, ``builtins.eval``, a custom class…). quantlens refuses it
+    before anything is imported or called: nothing from the file is ever executed."""

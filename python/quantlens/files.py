@@ -1,23 +1,54 @@
-"""``open_weights``: one entry point for every weight file quantlens reads."""
+"""``open_weights``: one entry point for every weight file quantlens reads.
+
+GGUF (one file or split), safetensors (one file, a sharded folder or its
+``*.index.json``) and PyTorch checkpoints all open as a :class:`WeightFile` with the same
+``tensors``, ``metadata``, ``tensor_bytes``, ``get_tensor`` and ``get_slice``. The format
+is told from the file's first bytes, never from its name.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from quantlens import _core
-from quantlens._core import MetadataArray, TensorInfo
+from quantlens._core import MetadataArray, TensorInfo, WeightTensorInfo
+from quantlens._slice import TensorSlice, float_dtype, numpy_dtype, strided_copy, torch_dtype
+from quantlens._weightfile import TensorDescription, WeightFile
 from quantlens.decode import DTypeLike, allocate_output, writable_view
-from quantlens.exceptions import UnsupportedFormatError
+from quantlens.exceptions import UnsupportedFormatError, UnsupportedTypeError
 from quantlens.ggml_types import file_type_label
 
-__all__ = ["GGUFFile", "Metadata", "MetadataArray", "SplitInfo", "TensorInfo", "open_weights"]
+__all__ = [
+    "GGUFFile",
+    "Metadata",
+    "MetadataArray",
+    "SafetensorsFile",
+    "SplitInfo",
+    "TensorDescription",
+    "TensorInfo",
+    "TensorSlice",
+    "TorchFile",
+    "WeightFile",
+    "WeightTensorInfo",
+    "open_weights",
+]
+
+#: numpy element types of the GGUF types that are plain arrays (sliceable without decoding).
+_GGUF_PLAIN = {
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F64": "float64",
+    "I8": "int8",
+    "I16": "int16",
+    "I32": "int32",
+    "I64": "int64",
+}
 
 
 class Metadata(dict[str, Any]):
@@ -41,7 +72,7 @@ class SplitInfo:
     paths: tuple[Path, ...]
 
 
-class GGUFFile:
+class GGUFFile(WeightFile):
     """An open GGUF model: one file, or every shard of a split model.
 
     Use it as a context manager, or call :meth:`close`. Arrays returned by
@@ -105,7 +136,7 @@ class GGUFFile:
         """The description of tensor ``name``."""
         if self._by_name is None:
             self._by_name = {t.name: t for t in self.tensors}
-        info = self._by_name.get(name)
+        info: TensorInfo | None = self._by_name.get(name)
         if info is None:
             # The core raises the typed error, naming the file.
             self._open.tensor_bytes(name)
@@ -173,42 +204,193 @@ class GGUFFile:
         self._by_name = None
         self._metadata = None
 
-    def __enter__(self) -> GGUFFile:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def get_slice(self, name: str) -> TensorSlice:
+        """Unquantized tensor ``name`` (F32, F16, BF16, F64, I8…I64) to index lazily;
+        quantized tensors decode whole, with :meth:`get_tensor`."""
+        info = self.tensor(name)
+        element = _GGUF_PLAIN.get(info.type_name)
+        if element is None:
+            raise UnsupportedTypeError(
+                f"{self.path}: tensor {name!r} is {info.type_name}, which is block-quantized: "
+                "get_slice reads plain tensors; use get_tensor",
+                path=self.path,
+                tensor=name,
+            )
+        shape = info.shape
+        strides = [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(len(shape))]
+        # Big-endian files hold byte-swapped elements: read them as native, then swap.
+        fix = (lambda a: a.byteswap()) if self.endianness == "big" else None
+        raw = self._open.tensor_bytes
+        return TensorSlice(name, numpy_dtype(element), shape, strides, lambda: raw(name), fix)
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def __iter__(self) -> Iterator[str]:
-        return (t.name for t in self.tensors)
 
-    def __contains__(self, name: object) -> bool:
-        if self._by_name is None:
-            self._by_name = {t.name: t for t in self.tensors}
-        return name in self._by_name
+class _ModelFile(WeightFile):
+    """Safetensors and PyTorch files, both read through ``_core.WeightModel``."""
 
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self)} tensors"
-        return f"GGUFFile({str(self.path)!r}, {state})"
+    _formats: ClassVar[tuple[str, ...]]
+
+    def __init__(self, path: str | os.PathLike[str], *, _model: Any = None) -> None:
+        self.path = Path(path)
+        model: _core.WeightModel = _model if _model is not None else _core.WeightModel(self.path)
+        if model.format not in self._formats:
+            raise UnsupportedFormatError(
+                f"{self.path}: this is {model.format}, not {self.format}; "
+                "quantlens.open_weights opens either",
+                path=self.path,
+            )
+        self._model: _core.WeightModel | None = model
+        self._tensors: list[WeightTensorInfo] | None = None
+        self._by_name = None
+        self._storages: dict[int, Any] = {}
+
+    @property
+    def _open(self) -> _core.WeightModel:
+        if self._model is None:
+            raise ValueError(f"{self.path}: file is closed")
+        return self._model
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every file of the model (shards in name order)."""
+        return tuple(Path(p) for p in self._open.paths)
+
+    @property
+    def file_size(self) -> int:
+        """Bytes in all files of the model."""
+        return sum(self._open.file_sizes)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """String metadata: safetensors ``__metadata__`` (and a sharded index's
+        ``metadata``), first occurrence of each key."""
+        return dict(self._open.metadata)
+
+    @property
+    def tensors(self) -> list[WeightTensorInfo]:
+        """Every tensor, in file order."""
+        if self._tensors is None:
+            self._tensors = self._open.tensor_infos()
+        return self._tensors
+
+    def tensor(self, name: str) -> WeightTensorInfo:
+        """The description of tensor ``name``."""
+        info: WeightTensorInfo = super().tensor(name)
+        return info
+
+    def tensor_bytes(self, name: str) -> np.ndarray:
+        """The bytes tensor ``name`` spans, as a read-only zero-copy ``uint8`` array over the
+        mapped file."""
+        return self._open.tensor_bytes(name)
+
+    def get_tensor(self, name: str, dtype: DTypeLike = None) -> Any:
+        """Tensor ``name`` as a new, writable numpy array of its own element type (bfloat16
+        and float8 as ``ml_dtypes`` types), or converted to float ``dtype``.
+
+        A torch ``dtype`` gives a CPU torch tensor. In its own dtype it is zero-copy, as
+        with ``safetensors``: it views a private copy-on-write map of the file, so in-place
+        changes never reach the file but are seen by later calls on this open file.
+        """
+        info = self.tensor(name)
+        if dtype is not None and _is_torch_dtype(dtype):
+            return self._torch_tensor(info, dtype)
+        array = self._read(info)
+        return array if dtype is None else array.astype(float_dtype(dtype))
+
+    def _read(self, info: WeightTensorInfo) -> np.ndarray:
+        element = numpy_dtype(_numpy_name(info))
+        if not info.contiguous:
+            return strided_copy(self.tensor_bytes(info.name), element, info.shape, info.strides)
+        out = np.empty(info.shape, element)
+        self._open.read_into(info.name, out.reshape(-1).view(np.uint8))
+        return out
+
+    def _torch_tensor(self, info: WeightTensorInfo, dtype: Any) -> Any:
+        """A zero-copy tensor over a private (copy-on-write) map of the file that torch
+        makes itself: torch has no read-only tensors, so it must never see our read-only
+        map; writes to this one stay in this process and never reach the file."""
+        import torch
+
+        own = torch_dtype(_numpy_name(info))
+        window = self._storage(info.file)[info.offset : info.offset + info.nbytes]
+        tensor = torch.empty(0, dtype=own).set_(window, 0, info.shape, info.strides)
+        return tensor if dtype == own else tensor.to(dtype)
+
+    def _storage(self, file: int) -> Any:
+        """torch's private map of file ``file``, made once per open file."""
+        storage = self._storages.get(file)
+        if storage is None:
+            import torch
+
+            path, size = self._open.paths[file], self._open.file_sizes[file]
+            storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
+            self._storages[file] = storage
+        return storage
+
+    def get_slice(self, name: str) -> TensorSlice:
+        info = self.tensor(name)
+        element = numpy_dtype(_numpy_name(info))
+        raw = self._open.tensor_bytes
+        return TensorSlice(name, element, info.shape, info.strides, lambda: raw(name))
+
+    @property
+    def closed(self) -> bool:
+        return self._model is None
+
+    def close(self) -> None:
+        self._model = None
+        self._tensors = None
+        self._by_name = None
+        self._storages = {}
 
 
-def open_weights(path: str | os.PathLike[str]) -> GGUFFile:
-    """Open a weight file, telling its format from its first bytes.
+class SafetensorsFile(_ModelFile):
+    """An open safetensors model: one file, or the shards of a sharded one (opened from
+    their folder or their ``model.safetensors.index.json``)."""
 
-    Raises :class:`~quantlens.exceptions.UnsupportedFormatError` for a file that is not a
-    weight format quantlens reads, saying what it is instead.
+    format = "safetensors"
+    _formats = ("safetensors",)
+
+
+class TorchFile(_ModelFile):
+    """An open PyTorch checkpoint written by ``torch.save``, read without running its
+    pickle. ``checkpoint_format`` says which container: ``pytorch-zip`` or
+    ``pytorch-legacy``."""
+
+    format = "pytorch"
+    _formats = ("pytorch-zip", "pytorch-legacy")
+
+    @property
+    def checkpoint_format(self) -> str:
+        return self._open.format
+
+
+def _numpy_name(info: WeightTensorInfo) -> str:
+    name = info.numpy_dtype
+    if name is None:
+        raise UnsupportedTypeError(f"tensor {info.name!r} has no numpy type", tensor=info.name)
+    return name
+
+
+def _is_torch_dtype(dtype: Any) -> bool:
+    return type(dtype).__module__.split(".")[0] == "torch"
+
+
+def open_weights(path: str | os.PathLike[str]) -> WeightFile:
+    """Open a weight file or model, telling its format from its first bytes.
+
+    ``path`` may be a GGUF file (a split model opens whole from any shard), a safetensors
+    file, a sharded model's folder or ``*.index.json``, or a PyTorch checkpoint. A file that
+    is none of these (a Git LFS pointer, an HTML error page, an empty or cut-off download)
+    raises a :class:`~quantlens.exceptions.QuantlensError` saying what it is instead.
     """
-    kind, description = _core.sniff_file(path)
-    if kind == "gguf":
-        return GGUFFile(path)
-    raise UnsupportedFormatError(
-        f"{os.fspath(path)}: {description}; quantlens opens GGUF files", path=path
-    )
+    target = Path(path)
+    if not target.is_dir():
+        kind, _ = _core.sniff_file(target)
+        if kind == "gguf":
+            return GGUFFile(target)
+    model = _core.WeightModel(target)
+    cls = SafetensorsFile if model.format == "safetensors" else TorchFile
+    return cls(target, _model=model)

@@ -135,6 +135,36 @@ pub enum Error {
         /// What is wrong and which shard.
         message: String,
     },
+    /// The file is not a weight format this reader reads (a Git LFS pointer, an HTML page…).
+    #[error("{file}{message}")]
+    UnsupportedFormat {
+        /// The file.
+        file: FileRef,
+        /// What kind of file it is ([`crate::format::FileKind::name`]).
+        kind: &'static str,
+        /// What the file is and what to do about it.
+        message: String,
+    },
+    /// A tensor whose element type quantlens does not represent (e.g. 4-bit `F4`).
+    #[error("{file}tensor '{tensor}' has element type {dtype}, which quantlens does not read")]
+    UnsupportedDType {
+        /// The file.
+        file: FileRef,
+        /// The tensor.
+        tensor: String,
+        /// The type's name as the file spells it.
+        dtype: String,
+    },
+    /// A pickle names a global outside the allow-list; nothing was imported or run.
+    #[error("{file}unsafe pickle at byte {offset}: global '{global}' is not allowed (quantlens reads only tensors, storages and plain containers, and never runs code from a file)")]
+    UnsafePickle {
+        /// The file.
+        file: FileRef,
+        /// Byte offset of the opcode that named the global.
+        offset: u64,
+        /// The global, as `module.name`.
+        global: String,
+    },
 }
 
 impl Error {
@@ -151,7 +181,10 @@ impl Error {
             | Error::UnsupportedByteOrder { file, .. }
             | Error::InvalidOutput { file, .. }
             | Error::TensorNotFound { file, .. }
-            | Error::Split { file, .. } => file,
+            | Error::Split { file, .. }
+            | Error::UnsupportedFormat { file, .. }
+            | Error::UnsupportedDType { file, .. }
+            | Error::UnsafePickle { file, .. } => file,
         };
         if slot.0.is_none() {
             slot.0 = Some(path.to_path_buf());
@@ -171,7 +204,10 @@ impl Error {
             | Error::UnsupportedByteOrder { file, .. }
             | Error::InvalidOutput { file, .. }
             | Error::TensorNotFound { file, .. }
-            | Error::Split { file, .. } => file.0.as_deref(),
+            | Error::Split { file, .. }
+            | Error::UnsupportedFormat { file, .. }
+            | Error::UnsupportedDType { file, .. }
+            | Error::UnsafePickle { file, .. } => file.0.as_deref(),
         }
     }
 
@@ -180,7 +216,8 @@ impl Error {
         match self {
             Error::Malformed { offset, .. }
             | Error::Truncated { offset, .. }
-            | Error::LimitExceeded { offset, .. } => Some(*offset),
+            | Error::LimitExceeded { offset, .. }
+            | Error::UnsafePickle { offset, .. } => Some(*offset),
             _ => None,
         }
     }
@@ -188,9 +225,9 @@ impl Error {
     /// The tensor this error is about, if it has one.
     pub fn tensor(&self) -> Option<&str> {
         match self {
-            Error::UnsupportedType { tensor, .. } | Error::UnsupportedByteOrder { tensor, .. } => {
-                Some(tensor)
-            }
+            Error::UnsupportedType { tensor, .. }
+            | Error::UnsupportedByteOrder { tensor, .. }
+            | Error::UnsupportedDType { tensor, .. } => Some(tensor),
             Error::InvalidOutput { tensor, .. } => tensor.as_deref(),
             Error::TensorNotFound { name, .. } => Some(name),
             _ => None,

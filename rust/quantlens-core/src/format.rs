@@ -79,14 +79,16 @@ pub fn sniff(prefix: &[u8]) -> FileKind {
     if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {
         return FileKind::Zip;
     }
+    // Before the pickle test: a safetensors header length of 0x2_80..0x5_FF bytes starts
+    // with the bytes of a pickle protocol marker, but only safetensors has `{` at byte 8.
+    if is_safetensors(prefix) {
+        return FileKind::Safetensors;
+    }
     if prefix.len() >= 2 && prefix[0] == 0x80 && (2..=5).contains(&prefix[1]) {
         return FileKind::Pickle;
     }
     if prefix.starts_with(b"version https://git-lfs") {
         return FileKind::GitLfsPointer;
-    }
-    if is_safetensors(prefix) {
-        return FileKind::Safetensors;
     }
     let text = trim_ascii_start(prefix);
     let lower: Vec<u8> = text.iter().take(14).map(u8::to_ascii_lowercase).collect();
@@ -138,6 +140,10 @@ mod tests {
         assert_eq!(sniff(b"PK\x03\x04rest"), FileKind::Zip);
         assert_eq!(sniff(b"\x80\x02}q\0"), FileKind::Pickle);
         assert_eq!(sniff(b"\x10\0\0\0\0\0\0\0{\"a\":1}"), FileKind::Safetensors);
+        assert_eq!(
+            sniff(b"\x80\x02\0\0\0\0\0\0{\"a\":1}"),
+            FileKind::Safetensors
+        );
         assert_eq!(
             sniff(b"version https://git-lfs.github.com/spec/v1\n"),
             FileKind::GitLfsPointer

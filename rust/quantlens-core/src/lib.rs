@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod mmap;
 pub mod pytorch;
 pub mod quant;
+pub mod safetensors;
 pub mod tensor;
 pub mod weights;
 

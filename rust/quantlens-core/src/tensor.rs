@@ -36,6 +36,12 @@ pub enum DType {
     F8E4M3,
     /// 8-bit float, 5 exponent bits, 2 mantissa bits (`float8_e5m2`).
     F8E5M2,
+    /// 8-bit power-of-two scale, 8 exponent bits, no sign (`float8_e8m0fnu`, MX scales).
+    F8E8M0,
+    /// 8-bit float, 4 exponent bits, finite-only, one NaN, no negative zero (`float8_e4m3fnuz`).
+    F8E4M3Fnuz,
+    /// 8-bit float, 5 exponent bits, finite-only, one NaN, no negative zero (`float8_e5m2fnuz`).
+    F8E5M2Fnuz,
     /// Complex of two f32.
     C64,
     /// Complex of two f64.
@@ -46,7 +52,7 @@ pub enum DType {
 
 impl DType {
     /// Every plain (non-ggml) type, for iteration in tests and tables.
-    pub const PLAIN: [DType; 17] = [
+    pub const PLAIN: [DType; 20] = [
         DType::Bool,
         DType::U8,
         DType::I8,
@@ -62,6 +68,9 @@ impl DType {
         DType::F64,
         DType::F8E4M3,
         DType::F8E5M2,
+        DType::F8E8M0,
+        DType::F8E4M3Fnuz,
+        DType::F8E5M2Fnuz,
         DType::C64,
         DType::C128,
     ];
@@ -84,6 +93,9 @@ impl DType {
             DType::F64 => "F64",
             DType::F8E4M3 => "F8_E4M3",
             DType::F8E5M2 => "F8_E5M2",
+            DType::F8E8M0 => "F8_E8M0",
+            DType::F8E4M3Fnuz => "F8_E4M3FNUZ",
+            DType::F8E5M2Fnuz => "F8_E5M2FNUZ",
             DType::C64 => "C64",
             DType::C128 => "C128",
             DType::Ggml(ty) => ty.info().map_or("UNKNOWN", |i| i.name),
@@ -108,6 +120,9 @@ impl DType {
             DType::F64 => "float64",
             DType::F8E4M3 => "float8_e4m3fn",
             DType::F8E5M2 => "float8_e5m2",
+            DType::F8E8M0 => "float8_e8m0fnu",
+            DType::F8E4M3Fnuz => "float8_e4m3fnuz",
+            DType::F8E5M2Fnuz => "float8_e5m2fnuz",
             DType::C64 => "complex64",
             DType::C128 => "complex128",
             DType::Ggml(_) => return None,
@@ -117,7 +132,14 @@ impl DType {
     /// Bytes per element of a plain type; `None` for ggml block types.
     pub fn size(self) -> Option<usize> {
         Some(match self {
-            DType::Bool | DType::U8 | DType::I8 | DType::F8E4M3 | DType::F8E5M2 => 1,
+            DType::Bool
+            | DType::U8
+            | DType::I8
+            | DType::F8E4M3
+            | DType::F8E5M2
+            | DType::F8E8M0
+            | DType::F8E4M3Fnuz
+            | DType::F8E5M2Fnuz => 1,
             DType::U16 | DType::I16 | DType::F16 | DType::BF16 => 2,
             DType::U32 | DType::I32 | DType::F32 => 4,
             DType::U64 | DType::I64 | DType::F64 | DType::C64 => 8,

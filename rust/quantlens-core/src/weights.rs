@@ -1,12 +1,16 @@
 //! [`WeightIndex`]: the tensors of a safetensors or PyTorch model (one file or several),
-//! located in their mapped files.
+//! located in their mapped files, and [`WeightIndex::open`], which tells a file's format
+//! from its first bytes rather than its name.
+
+mod sharded;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, FileRef, Result};
-use crate::mmap::MappedFile;
+use crate::format::{self, FileKind, SNIFF_LEN};
+use crate::mmap::{advise_huge_pages, MappedFile};
 use crate::tensor::TensorRef;
 
 /// What a format reader finds in one file's bytes.
@@ -29,6 +33,17 @@ pub enum Format {
     PyTorchLegacy,
 }
 
+impl Format {
+    /// `safetensors`, `pytorch-zip` or `pytorch-legacy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::PyTorchZip => "pytorch-zip",
+            Format::PyTorchLegacy => "pytorch-legacy",
+        }
+    }
+}
+
 /// Tensors of a model in one or more mapped files.
 #[derive(Debug)]
 pub struct WeightIndex {
@@ -44,6 +59,24 @@ pub struct WeightIndex {
 }
 
 impl WeightIndex {
+    /// Open the model at `path`: a safetensors file, a PyTorch checkpoint, a
+    /// `*.safetensors.index.json` with its shards, or a folder holding either.
+    ///
+    /// A file that is none of these (a Git LFS pointer, an HTML error page, an empty file,
+    /// a GGUF model) gets [`Error::UnsupportedFormat`] saying what it is instead.
+    pub fn open(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return sharded::open_dir(path);
+        }
+        let file = Arc::new(MappedFile::open(path)?);
+        if kind_of(&file) == FileKind::Json {
+            return sharded::open_index(&file);
+        }
+        let (format, parsed) = parse_file(&file)?;
+        WeightIndex::new(format, vec![file], parsed.tensors, parsed.metadata)
+    }
+
     /// Index the tensors read from `files`; names must be unique across them.
     pub fn new(
         format: Format,
@@ -76,24 +109,38 @@ impl WeightIndex {
         })
     }
 
-    /// The tensor named `name`.
-    pub fn tensor(&self, name: &str) -> Result<&TensorRef> {
+    /// Position of the tensor named `name` in [`WeightIndex::tensors`].
+    pub fn position(&self, name: &str) -> Result<usize> {
         self.by_name
             .get(name)
-            .map(|&i| &self.tensors[i])
+            .copied()
             .ok_or_else(|| Error::TensorNotFound {
                 file: FileRef(self.files.first().map(|f| f.path().to_path_buf())),
                 name: name.to_owned(),
             })
     }
 
-    /// The bytes a tensor's elements span (checked against the file when parsed).
+    /// The tensor named `name`.
+    pub fn tensor(&self, name: &str) -> Result<&TensorRef> {
+        self.position(name).map(|i| &self.tensors[i])
+    }
+
+    /// The mapped file that holds tensor `t`.
+    pub fn file_of(&self, t: &TensorRef) -> &Arc<MappedFile> {
+        &self.files[t.file]
+    }
+
+    /// The bytes a tensor's elements span (checked against the file here, as readers of
+    /// other formats may leave that to this call).
     pub fn tensor_data(&self, name: &str) -> Result<&[u8]> {
         let t = self.tensor(name)?;
         let file = &self.files[t.file];
-        let start = t.offset as usize;
-        file.bytes()
-            .get(start..start + t.nbytes as usize)
+        let range = usize::try_from(t.offset)
+            .ok()
+            .zip(usize::try_from(t.nbytes).ok())
+            .and_then(|(start, n)| Some(start..start.checked_add(n)?));
+        range
+            .and_then(|r| file.bytes().get(r))
             .ok_or_else(|| Error::Truncated {
                 file: FileRef(Some(file.path().to_path_buf())),
                 format: "weights",
@@ -104,8 +151,112 @@ impl WeightIndex {
             })
     }
 
+    /// Copy the bytes tensor `name` spans into `out`, which must be exactly as long, on up
+    /// to `threads` threads (`None`: [`crate::quant::default_threads`]).
+    pub fn read_into(&self, name: &str, out: &mut [u8], threads: Option<usize>) -> Result<()> {
+        let src = self.tensor_data(name)?;
+        if out.len() != src.len() {
+            return Err(Error::InvalidOutput {
+                file: FileRef(self.path().map(Path::to_path_buf)),
+                tensor: Some(name.to_owned()),
+                message: format!(
+                    "out has {} bytes but tensor '{name}' spans {}",
+                    out.len(),
+                    src.len()
+                ),
+            });
+        }
+        copy_parallel(
+            out,
+            src,
+            threads.unwrap_or_else(crate::quant::default_threads),
+        );
+        Ok(())
+    }
+
     /// The path of the first file.
     pub fn path(&self) -> Option<&Path> {
         self.files.first().map(|f| f.path())
+    }
+}
+
+/// Fewest bytes worth a thread of their own when copying.
+const MIN_COPY_CHUNK: usize = 4 << 20;
+
+/// `dst.copy_from_slice(src)`, split over up to `threads` scoped threads for big copies.
+///
+/// Copying into fresh memory is bound by faulting its pages in, not by bandwidth, and
+/// faults on different pages proceed in parallel. Scoped threads rather than a pool: they
+/// cost microseconds against milliseconds of copying, and leave nothing behind to break
+/// after a `fork()`.
+fn copy_parallel(dst: &mut [u8], src: &[u8], threads: usize) {
+    advise_huge_pages(dst);
+    let n = threads.min(dst.len() / MIN_COPY_CHUNK).max(1);
+    if n == 1 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let chunk = dst.len().div_ceil(n).next_multiple_of(2 << 20);
+    std::thread::scope(|scope| {
+        let mut pairs = dst.chunks_mut(chunk).zip(src.chunks(chunk));
+        let first = pairs.next();
+        for (d, s) in pairs {
+            scope.spawn(move || d.copy_from_slice(s));
+        }
+        if let Some((d, s)) = first {
+            d.copy_from_slice(s);
+        }
+    });
+}
+
+/// What the first bytes of a mapped file say it is.
+fn kind_of(file: &MappedFile) -> FileKind {
+    let bytes = file.bytes();
+    format::sniff(&bytes[..bytes.len().min(SNIFF_LEN)])
+}
+
+/// Parse one mapped safetensors file or PyTorch checkpoint; errors name the file.
+fn parse_file(file: &MappedFile) -> Result<(Format, Parsed)> {
+    let bytes = file.bytes();
+    let parsed = match kind_of(file) {
+        FileKind::Safetensors => crate::safetensors::parse(bytes).map(|p| (Format::Safetensors, p)),
+        FileKind::Zip => crate::pytorch::parse(bytes).map(|p| (Format::PyTorchZip, p)),
+        FileKind::Pickle => crate::pytorch::parse(bytes).map(|p| (Format::PyTorchLegacy, p)),
+        kind => Err(not_weights(kind)),
+    };
+    parsed.map_err(|e| e.in_file(file.path()))
+}
+
+/// The error for a file of `kind`, which holds no safetensors or PyTorch weights.
+fn not_weights(kind: FileKind) -> Error {
+    let hint = match kind {
+        FileKind::Gguf => "; open it with quantlens.open_weights or GgufModel",
+        FileKind::Empty => " (a download that never started?)",
+        _ => "",
+    };
+    Error::UnsupportedFormat {
+        file: FileRef::default(),
+        kind: kind.name(),
+        message: format!(
+            "not a safetensors file or PyTorch checkpoint: this is {}{hint}",
+            kind.description()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_copies_are_exact() {
+        let src: Vec<u8> = (0..(MIN_COPY_CHUNK * 3 + 12_345))
+            .map(|i| (i * 7) as u8)
+            .collect();
+        for threads in [1, 2, 3, 8] {
+            let mut dst = vec![0u8; src.len()];
+            copy_parallel(&mut dst, &src, threads);
+            assert!(dst == src, "{threads} threads");
+        }
     }
 }

@@ -31,11 +31,13 @@ pub fn to_py(py: Python<'_>, err: &Error) -> PyErr {
         Error::Truncated { .. } => "TruncatedFileError",
         Error::LimitExceeded { .. } => "LimitExceededError",
         Error::UnsupportedVersion { .. } => "UnsupportedVersionError",
-        Error::UnsupportedType { .. } | Error::UnsupportedByteOrder { .. } => {
-            "UnsupportedTypeError"
-        }
+        Error::UnsupportedType { .. }
+        | Error::UnsupportedByteOrder { .. }
+        | Error::UnsupportedDType { .. } => "UnsupportedTypeError",
+        Error::UnsupportedFormat { .. } => "UnsupportedFormatError",
         Error::TensorNotFound { .. } => "TensorNotFoundError",
         Error::Split { .. } => "SplitFileError",
+        Error::UnsafePickle { .. } => "UnsafePickleError",
         Error::Io { .. } | Error::InvalidOutput { .. } => unreachable!("handled above"),
     };
     build(py, class, err).unwrap_or_else(|e| e)

@@ -143,6 +143,13 @@ pub struct MappedBytes {
     _file: Arc<MappedFile>,
 }
 
+impl MappedBytes {
+    /// An owner for views of `file`.
+    pub fn new(file: Arc<MappedFile>) -> Self {
+        MappedBytes { _file: file }
+    }
+}
+
 /// One tensor's description; fields are read from the parsed header when asked for.
 #[pyclass(module = "quantlens._core", frozen)]
 pub struct TensorInfo {
@@ -185,6 +192,12 @@ impl TensorInfo {
         let ty = self.info().ty;
         ty.info()
             .map_or_else(|| format!("UNKNOWN_{}", ty.0), |i| i.name.to_owned())
+    }
+
+    /// The type name again, under the name every format's tensor description shares.
+    #[getter]
+    fn dtype(&self) -> String {
+        self.type_name()
     }
 
     /// Dimensions in ggml order (`ne[0]` contiguous).

@@ -5,6 +5,7 @@ mod dequant;
 mod errors;
 mod gguf;
 mod metadata;
+mod weights;
 
 use pyo3::prelude::*;
 
@@ -45,5 +46,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<gguf::TensorInfo>()?;
     m.add_class::<metadata::MetadataArray>()?;
     m.add_class::<gguf::MappedBytes>()?;
+    m.add_class::<weights::WeightModel>()?;
+    m.add_class::<weights::WeightTensorInfo>()?;
     Ok(())
 }
