@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,6 +31,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import gguf
 import gguf.quants as gq
 from ggml_ref import Ggml
+from timing import median_time
 
 import quantlens
 from quantlens import GGML_QUANT_SIZES
@@ -41,16 +39,6 @@ from quantlens import GGMLQuantizationType as Q
 
 MI = 1 << 20
 THREADS = os.cpu_count() or 1
-
-
-def median_time(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def make_blocks(ggml: Ggml, qtype: Q, weights: int) -> np.ndarray:

@@ -14,22 +14,20 @@ for the page faults it left for later.
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
+import os
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 import quantlens
 
-PAGE = 4096
+sys.path.insert(0, os.path.dirname(__file__))
+from timing import Readers, measure_readers, touch_numpy, touch_torch
 
 
 def write_model(path: Path, dtype: torch.dtype, size_mb: int) -> None:
@@ -47,14 +45,6 @@ def write_model(path: Path, dtype: torch.dtype, size_mb: int) -> None:
         for name in ("attn_norm", "ffn_norm"):
             tensors[f"layers.{i}.{name}.weight"] = torch.ones(hidden, dtype=dtype)
     save_file(tensors, path, metadata={"format": "pt"})
-
-
-def _touch_np(arrays: list[np.ndarray]) -> int:
-    return sum(int(a.reshape(-1).view(np.uint8)[::PAGE].sum()) for a in arrays)
-
-
-def _touch_pt(tensors: list[Any]) -> int:
-    return sum(int(t.reshape(-1).view(torch.uint8)[::PAGE].sum()) for t in tensors)
 
 
 def quantlens_np(path: Path) -> list[Any]:
@@ -78,30 +68,12 @@ def safetensors_pt(path: Path) -> list[Any]:
         return [f.get_tensor(name) for name in f.keys()]  # noqa: SIM118 (not a dict)
 
 
-READERS: dict[str, tuple[Callable[[Path], list[Any]], Callable[[list[Any]], int]]] = {
-    "quantlens → numpy": (quantlens_np, _touch_np),
-    "safetensors np": (safetensors_np, _touch_np),
-    "quantlens → torch": (quantlens_pt, _touch_pt),
-    "safetensors pt": (safetensors_pt, _touch_pt),
+READERS: Readers = {
+    "quantlens → numpy": (quantlens_np, touch_numpy),
+    "safetensors np": (safetensors_np, touch_numpy),
+    "quantlens → torch": (quantlens_pt, touch_torch),
+    "safetensors pt": (safetensors_pt, touch_torch),
 }
-
-
-def measure(path: Path, repeat: int) -> dict[str, tuple[float, float]]:
-    """Median ``(load, load + touch)`` seconds of each reader."""
-    load: dict[str, list[float]] = {name: [] for name in READERS}
-    total: dict[str, list[float]] = {name: [] for name in READERS}
-    for _ in range(repeat):
-        for name, (read, touch) in READERS.items():
-            gc.collect()
-            start = time.perf_counter()
-            out = read(path)
-            loaded = time.perf_counter()
-            touch(out)
-            done = time.perf_counter()
-            load[name].append(loaded - start)
-            total[name].append(done - start)
-            del out
-    return {n: (statistics.median(load[n]), statistics.median(total[n])) for n in READERS}
 
 
 def check_equal(path: Path) -> None:
@@ -128,7 +100,7 @@ def main() -> None:
                 write_model(path, dtype, args.size_mb)
             check_equal(path)
             size_gb = path.stat().st_size / 1e9
-            results = measure(path, args.repeat)
+            results = measure_readers(path, READERS, args.repeat)
             for ours, theirs in (
                 ("quantlens → numpy", "safetensors np"),
                 ("quantlens → torch", "safetensors pt"),

@@ -263,7 +263,7 @@ def _big_q4_k(weights: int) -> np.ndarray:
 
 
 def test_thread_counts_give_identical_results() -> None:
-    data = _big_q4_k(1 << 21)
+    data = _big_q4_k(1 << 23)  # several tasks of MIN_CHUNK_WEIGHTS (2 Mi)
     one = quantlens.dequantize(data, Q.Q4_K, threads=1)
     for threads in (2, 3, None):
         assert np.array_equal(quantlens.dequantize(data, Q.Q4_K, threads=threads), one)
@@ -301,7 +301,7 @@ def test_the_gil_is_released_while_decoding() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available here")
 def test_a_forked_child_can_use_threads() -> None:
-    data = _big_q4_k(1 << 20)
+    data = _big_q4_k(1 << 22)  # two tasks: the pool is used
     expected = quantlens.dequantize(data, Q.Q4_K, threads=2)  # the parent's pool exists
     pid = os.fork()
     if pid == 0:  # child: must not hang on the parent's pool

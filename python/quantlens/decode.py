@@ -6,6 +6,7 @@ released; nothing here touches the values.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +44,8 @@ def kernel_isa() -> str:
 
 def to_ggml_type(value: GGMLTypeLike) -> GGMLQuantizationType:
     """The ggml type named by an enum member, id or name."""
+    if type(value) is GGMLQuantizationType:
+        return value
     if isinstance(value, str):
         try:
             return GGMLQuantizationType[value.upper()]
@@ -55,8 +58,24 @@ def _is_torch(obj: object) -> bool:
     return type(obj).__module__.split(".")[0] == "torch"
 
 
+# Spellings already resolved: dtype objects are hashable, and resolving one through numpy
+# costs more than decoding a small tensor.
+_RESOLVED: dict[Any, str] = {}
+
+
 def dtype_name(dtype: DTypeLike) -> str:
     """``float32``, ``float16`` or ``bfloat16`` for any accepted spelling of those."""
+    try:
+        return _RESOLVED[dtype]
+    except (KeyError, TypeError):
+        pass
+    name = _resolve_dtype_name(dtype)
+    with contextlib.suppress(TypeError):  # an unhashable spelling is resolved every time
+        _RESOLVED[dtype] = name
+    return name
+
+
+def _resolve_dtype_name(dtype: DTypeLike) -> str:
     if isinstance(dtype, str):
         name = _NAMES.get(dtype.lower().removeprefix("torch."))
     elif _is_torch(dtype):

@@ -19,8 +19,9 @@ use super::{check_lengths, decode_blocks, DequantError};
 use crate::dtype::GgmlType;
 use crate::mmap::advise_huge_pages;
 
-/// Fewest weights worth a task of their own (2 MiB of f32 output).
-pub const MIN_CHUNK_WEIGHTS: usize = 1 << 19;
+/// Fewest weights worth a task of their own (8 MiB of f32 output): waking a pool thread
+/// costs about as much as decoding a cache-sized tensor on this one.
+pub const MIN_CHUNK_WEIGHTS: usize = 1 << 21;
 /// Smallest output advised onto huge pages. Below this, allocators serve memory from
 /// their heaps, often already faulted in and reused, where the advice only adds work.
 const HUGE_PAGE_MIN_BYTES: usize = 32 << 20;
