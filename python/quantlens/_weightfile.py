@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -15,7 +15,19 @@ from quantlens.exceptions import TensorNotFoundError
 
 __all__ = ["TensorDescription", "WeightFile"]
 
-_Self = TypeVar("_Self", bound="WeightFile")
+_Self = TypeVar("_Self", bound="WeightFile[Any]")
+
+
+class NativeModel(Protocol):
+    """What every ``_core`` model class offers about its files."""
+
+    @property
+    def paths(self) -> list[Path]: ...
+    @property
+    def file_sizes(self) -> list[int]: ...
+
+
+_Model = TypeVar("_Model", bound=NativeModel)
 
 
 class TensorDescription(Protocol):
@@ -33,8 +45,9 @@ class TensorDescription(Protocol):
     def offset(self) -> int: ...
 
 
-class WeightFile(abc.ABC):
-    """An open weight file (or model of several files) of any format.
+class WeightFile(abc.ABC, Generic[_Model]):
+    """An open weight file (or model of several files) of any format, over the native
+    ``_core`` model that reads it.
 
     Use it as a context manager, or call :meth:`close`. Arrays returned by
     :meth:`tensor_bytes` stay valid after closing: they keep the mapping alive.
@@ -44,7 +57,34 @@ class WeightFile(abc.ABC):
     format: str
     #: The path the file or model was opened from.
     path: Path
+    _model: _Model | None = None
     _by_name: dict[str, Any] | None = None
+
+    @property
+    def _open(self) -> _Model:
+        if self._model is None:
+            raise ValueError(f"{self.path}: file is closed")
+        return self._model
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._model is None
+
+    def close(self) -> None:
+        """Release the mapping (arrays already handed out keep their own reference)."""
+        self._model = None
+        self._by_name = None
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every file of the model, in shard order."""
+        return tuple(Path(p) for p in self._open.paths)
+
+    @property
+    def file_size(self) -> int:
+        """Bytes in all files of the model."""
+        return sum(self._open.file_sizes)
 
     @property
     @abc.abstractmethod
@@ -55,15 +95,6 @@ class WeightFile(abc.ABC):
     @abc.abstractmethod
     def metadata(self) -> Mapping[str, Any]:
         """The file's metadata (GGUF key-value pairs, safetensors ``__metadata__``)."""
-
-    @property
-    @abc.abstractmethod
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release the mapping (arrays already handed out keep their own reference)."""
 
     @abc.abstractmethod
     def tensor_bytes(self, name: str) -> np.ndarray:

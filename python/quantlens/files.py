@@ -72,7 +72,7 @@ class SplitInfo:
     paths: tuple[Path, ...]
 
 
-class GGUFFile(WeightFile):
+class GGUFFile(WeightFile[_core.GgufModel]):
     """An open GGUF model: one file, or every shard of a split model.
 
     Use it as a context manager, or call :meth:`close`. Arrays returned by
@@ -87,12 +87,6 @@ class GGUFFile(WeightFile):
         self._metadata: Metadata | None = None
         self._tensors: list[TensorInfo] | None = None
         self._by_name: dict[str, TensorInfo] | None = None
-
-    @property
-    def _open(self) -> _core.GgufModel:
-        if self._model is None:
-            raise ValueError(f"{self.path}: file is closed")
-        return self._model
 
     @property
     def version(self) -> int:
@@ -183,25 +177,9 @@ class GGUFFile(WeightFile):
             return None
         return SplitInfo(split[0], split[1], tuple(Path(p) for p in self._open.paths))
 
-    @property
-    def paths(self) -> tuple[Path, ...]:
-        """Every file of the model, in shard order."""
-        return tuple(Path(p) for p in self._open.paths)
-
-    @property
-    def file_size(self) -> int:
-        """Bytes in all files of the model."""
-        return sum(self._open.file_sizes)
-
-    @property
-    def closed(self) -> bool:
-        return self._model is None
-
     def close(self) -> None:
-        """Release the mapping (arrays already handed out keep their own reference)."""
-        self._model = None
+        super().close()
         self._tensors = None
-        self._by_name = None
         self._metadata = None
 
     def get_slice(self, name: str) -> TensorSlice:
@@ -227,7 +205,7 @@ class GGUFFile(WeightFile):
         return len(self._open)
 
 
-class _ModelFile(WeightFile):
+class _ModelFile(WeightFile[_core.WeightModel]):
     """Safetensors and PyTorch files, both read through ``_core.WeightModel``."""
 
     _formats: ClassVar[tuple[str, ...]]
@@ -245,22 +223,6 @@ class _ModelFile(WeightFile):
         self._tensors: list[WeightTensorInfo] | None = None
         self._by_name = None
         self._storages: dict[int, Any] = {}
-
-    @property
-    def _open(self) -> _core.WeightModel:
-        if self._model is None:
-            raise ValueError(f"{self.path}: file is closed")
-        return self._model
-
-    @property
-    def paths(self) -> tuple[Path, ...]:
-        """Every file of the model (shards in name order)."""
-        return tuple(Path(p) for p in self._open.paths)
-
-    @property
-    def file_size(self) -> int:
-        """Bytes in all files of the model."""
-        return sum(self._open.file_sizes)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -335,14 +297,9 @@ class _ModelFile(WeightFile):
         raw = self._open.tensor_bytes
         return TensorSlice(name, element, info.shape, info.strides, lambda: raw(name))
 
-    @property
-    def closed(self) -> bool:
-        return self._model is None
-
     def close(self) -> None:
-        self._model = None
+        super().close()
         self._tensors = None
-        self._by_name = None
         self._storages = {}
 
 
@@ -378,7 +335,7 @@ def _is_torch_dtype(dtype: Any) -> bool:
     return type(dtype).__module__.split(".")[0] == "torch"
 
 
-def open_weights(path: str | os.PathLike[str]) -> WeightFile:
+def open_weights(path: str | os.PathLike[str]) -> WeightFile[Any]:
     """Open a weight file or model, telling its format from its first bytes.
 
     ``path`` may be a GGUF file (a split model opens whole from any shard), a safetensors
