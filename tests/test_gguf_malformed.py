@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import resource
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -514,18 +516,27 @@ def test_directory(tmp_path: Path, opener: Callable[[Path], object]) -> None:
     assert info.value.filename == str(folder)
 
 
-@pytest.mark.parametrize(
-    "opener", [quantlens.open_weights, GGUFFile], ids=["open_weights", "GGUFFile"]
-)
-def test_no_permission(small_model: Path, opener: Callable[[Path], object]) -> None:
-    if os.geteuid() == 0:
-        reason = "running as root, which ignores file permissions"
-        print(reason)
-        pytest.skip(reason)
-    small_model.chmod(0)
-    try:
-        with pytest.raises(PermissionError) as info:
-            opener(small_model)
-        assert info.value.filename == str(small_model)
-    finally:
-        small_model.chmod(0o644)
+@pytest.mark.parametrize("opener", ["open_weights", "GGUFFile"])
+def test_no_permission(opener: str) -> None:
+    """An unreadable file raises PermissionError naming it. Root ignores file permissions,
+    so as root the check runs in a child process that drops to the ``nobody`` user once
+    quantlens is imported."""
+    with tempfile.TemporaryDirectory() as tmp:  # under /tmp: anyone may look inside
+        folder = Path(tmp)
+        folder.chmod(0o755)
+        path = write_small_model(folder / "locked.gguf")
+        path.chmod(0)
+        drop = "import os; os.setgid(65534); os.setuid(65534)\n" if os.geteuid() == 0 else ""
+        code = (
+            "import sys, quantlens\n"
+            f"{drop}"
+            f"opener = getattr(quantlens, {opener!r})\n"
+            "try:\n"
+            "    opener(sys.argv[1])\n"
+            "except PermissionError as e:\n"
+            "    print('PermissionError', e.filename)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True
+        )
+        assert result.stdout.split() == ["PermissionError", str(path)], result.stderr
