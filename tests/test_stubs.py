@@ -13,17 +13,20 @@ from quantlens import _core
 PACKAGE = Path(quantlens.__file__).parent
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # From an empty folder, so that the installed package is what gets checked.
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def test_stub_matches_compiled_module() -> None:
-    result = _run("mypy.stubtest", "quantlens._core")
+def test_stub_matches_compiled_module(tmp_path: Path) -> None:
+    result = _run(tmp_path, "mypy.stubtest", "quantlens._core")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_package_type_checks() -> None:
-    result = _run("mypy", "--strict", str(PACKAGE))
+def test_package_type_checks(tmp_path: Path) -> None:
+    # By package name: given a path inside site-packages, mypy would take site-packages
+    # itself for a source root.
+    result = _run(tmp_path, "mypy", "--strict", "-p", "quantlens")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
