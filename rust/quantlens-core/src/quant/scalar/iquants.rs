@@ -10,7 +10,6 @@ use super::iq_grids::{
     IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS,
     KVALUES_IQ4NL,
 };
-use super::sign_of;
 use crate::quant::blocks::{
     f16_at, iq1_m, iq1_s, iq2_s, iq2_xs, iq2_xxs, iq3_s, iq3_xxs, iq4_nl, iq4_xs, u16_at, u32_at,
 };
@@ -24,7 +23,11 @@ const IQ1S_DELTA: f32 = 0.125;
 #[inline]
 fn put_signed(ys: &mut [f32], db: f32, row: u64, signs: u8) {
     for (j, (y, g)) in ys.iter_mut().zip(row.to_le_bytes()).enumerate() {
-        *y = db * f32::from(g) * sign_of(signs, j);
+        let v = db * f32::from(g);
+        // A negation rather than ggml's multiply by -1.0: equal for every number, and
+        // for NaN it flips the sign bit deterministically, where a multiply's NaN sign is
+        // up to the optimiser (which may rewrite it into a negation).
+        *y = if signs & (1 << j) != 0 { -v } else { v };
     }
 }
 

@@ -15,13 +15,3 @@ pub mod kquants;
 pub mod legacy;
 pub mod q1_0;
 pub mod ternary;
-
-/// `+1.0` or `-1.0` for bit `j` of a sign byte; ggml multiplies by this rather than negating.
-#[inline]
-pub(crate) fn sign_of(signs: u8, j: usize) -> f32 {
-    if signs & (1 << j) != 0 {
-        -1.0
-    } else {
-        1.0
-    }
-}

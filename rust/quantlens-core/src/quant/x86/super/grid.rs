@@ -5,13 +5,9 @@
 //! and are cheap in scalar code); these steps widen the 16 grid values to f32 and apply the
 //! group scale, the signs or the shift in the reference's order.
 //!
-//! Signs are applied as the reference writes them: a multiply by ±1.0 picked per weight.
-//! That differs from a sign flip only for NaN (a multiply keeps the NaN's sign), and there
-//! LLVM decides: optimizing, it rewrites `x * (c ? -1.0 : 1.0)` into `c ? -x : x`, as it
-//! does in the scalar reference in release builds. Picking ±1.0 with a select (a compare
-//! mask or a mask register) leaves these kernels open to the same rewrite, so they match the
-//! reference bit for bit, NaN signs included, in debug and release builds alike; building
-//! ±1.0 from bits would not.
+//! Signs are applied as the scalar reference applies them: by flipping the sign bit (an
+//! XOR), which equals ggml's multiply by ±1.0 for every number and is deterministic for
+//! NaN, whatever the optimiser does.
 
 use std::arch::x86_64::{__m128i, _mm_set_epi64x};
 
@@ -25,28 +21,24 @@ pub(super) fn rows(first: u64, second: u64) -> __m128i {
 /// The steps for AVX2: two 8-lane vectors per call.
 pub(super) mod avx2 {
     use std::arch::x86_64::{
-        __m128i, __m256, _mm256_add_ps, _mm256_and_si256, _mm256_blendv_ps, _mm256_castsi256_ps,
+        __m128i, __m256, _mm256_add_ps, _mm256_and_ps, _mm256_and_si256, _mm256_castsi256_ps,
         _mm256_cmpeq_epi32, _mm256_cvtepi32_ps, _mm256_cvtepi8_epi32, _mm256_cvtepu8_epi32,
-        _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm_unpackhi_epi64,
+        _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_xor_ps,
+        _mm_unpackhi_epi64,
     };
 
     use super::super::lanes::avx2::store8;
 
-    /// `-1.0` in lane `j` where bit `j` of `signs` is set, `+1.0` elsewhere, chosen by a
-    /// compare mask (see the module documentation for why it must be a select).
+    /// The f32 sign bit in lane `j` where bit `j` of `signs` is set, zero elsewhere.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn plus_minus_one(signs: u8) -> __m256 {
+    fn sign_bits(signs: u8) -> __m256 {
         let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
         let set = _mm256_cmpeq_epi32(
             _mm256_and_si256(_mm256_set1_epi32(i32::from(signs)), bit),
             bit,
         );
-        _mm256_blendv_ps(
-            _mm256_set1_ps(1.0),
-            _mm256_set1_ps(-1.0),
-            _mm256_castsi256_ps(set),
-        )
+        _mm256_and_ps(_mm256_castsi256_ps(set), _mm256_set1_ps(-0.0))
     }
 
     /// `out[at + i] = db * f32(g[i]) * ±1` for 16 unsigned grid magnitudes `g`, with the
@@ -57,8 +49,8 @@ pub(super) mod avx2 {
         let db = _mm256_set1_ps(db);
         let lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(g));
         let hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(g, g)));
-        let lo = _mm256_mul_ps(_mm256_mul_ps(db, lo), plus_minus_one(signs as u8));
-        let hi = _mm256_mul_ps(_mm256_mul_ps(db, hi), plus_minus_one((signs >> 8) as u8));
+        let lo = _mm256_xor_ps(_mm256_mul_ps(db, lo), sign_bits(signs as u8));
+        let hi = _mm256_xor_ps(_mm256_mul_ps(db, hi), sign_bits((signs >> 8) as u8));
         store8(out, at, lo);
         store8(out, at + 8, hi);
     }
@@ -90,10 +82,11 @@ pub(super) mod avx2 {
     }
 }
 
-/// The steps for AVX-512: one 16-lane vector per call, signs as a blend under a mask.
+/// The steps for AVX-512: one 16-lane vector per call, signs as an XOR under a mask.
 pub(super) mod avx512 {
     use std::arch::x86_64::{
-        __m128i, _mm512_cvtepi32_ps, _mm512_cvtepu8_epi32, _mm512_mask_blend_ps, _mm512_mul_ps,
+        __m128i, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cvtepi32_ps,
+        _mm512_cvtepu8_epi32, _mm512_mask_xor_epi32, _mm512_mul_ps, _mm512_set1_epi32,
         _mm512_set1_ps,
     };
 
@@ -105,11 +98,8 @@ pub(super) mod avx512 {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
     pub(crate) fn put16_signed(out: &mut [f32], at: usize, g: __m128i, db: f32, signs: u16) {
         let g = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(g));
-        let sign = _mm512_mask_blend_ps(signs, _mm512_set1_ps(1.0), _mm512_set1_ps(-1.0));
-        store16(
-            out,
-            at,
-            _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(db), g), sign),
-        );
+        let v = _mm512_castps_si512(_mm512_mul_ps(_mm512_set1_ps(db), g));
+        let flipped = _mm512_mask_xor_epi32(v, signs, v, _mm512_set1_epi32(i32::MIN));
+        store16(out, at, _mm512_castsi512_ps(flipped));
     }
 }
