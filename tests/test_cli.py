@@ -99,3 +99,50 @@ def test_missing_file_exit_code_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "No such file or directory" in result.stderr
     assert str(missing) in result.stderr
+
+
+def _write_safetensors(path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {
+        "embed.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4),
+        "norm.weight": torch.ones(4, dtype=torch.bfloat16),
+    }
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def test_inspect_safetensors_text_json_markdown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "model.safetensors"
+    _write_safetensors(path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("* safetensors model in 1 file(s)")
+    assert "      1: format = 'pt'" in out
+    assert "|     3,     4 | F32     | embed.weight" in out
+    assert "* Parameters: 16" in out
+    assert main(["inspect", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "safetensors" and doc["metadata"] == {"format": "pt"}
+    assert [(t["name"], t["dtype"], t["shape"]) for t in doc["tensors"]] == [
+        ("embed.weight", "F32", [3, 4]),
+        ("norm.weight", "BF16", [4]),
+    ]
+    assert doc["summary"]["by_dtype"]["BF16"] == {"tensors": 1, "parameters": 4, "nbytes": 8}
+    assert main(["inspect", str(path), "--markdown", "--no-tensors"]) == 0
+    out = capsys.readouterr().out
+    assert "| format | 'pt' |" in out and "## Tensors" not in out
+
+
+def test_inspect_pytorch_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    path = tmp_path / "pytorch_model.bin"
+    torch.save({"layer": {"weight": torch.zeros(2, 8, dtype=torch.float16)}, "step": 7}, path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("* pytorch model in 1 file(s)")
+    assert "| F16     | layer.weight" in out
+    assert "      1: step = '7'" in out  # non-tensor entries are metadata

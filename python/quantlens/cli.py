@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from quantlens.exceptions import QuantlensError, UnsupportedFormatError
-from quantlens.files import GGUFFile, open_weights
+from quantlens.exceptions import QuantlensError
+from quantlens.files import open_weights
 
 SAMPLE_MODEL = "tiny-llama-q4_0.gguf"
 
@@ -46,10 +46,6 @@ def _inspect(args: argparse.Namespace) -> str:
 
     path = args.path if args.path is not None else sample_model_path()
     with open_weights(path) as f:
-        if not isinstance(f, GGUFFile):
-            raise UnsupportedFormatError(
-                f"{path}: quantlens inspect reads GGUF files; this is {f.format}", path=path
-            )
         tensors = not args.no_tensors
         if args.json:
             return report.render_json(f, tensors=tensors, full_arrays=args.full_arrays)

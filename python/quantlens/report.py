@@ -1,5 +1,5 @@
-"""What ``quantlens inspect`` prints: a GGUF file's header, tensors and a summary, as text
-in gguf-dump's layout, as Markdown, or as JSON."""
+"""What ``quantlens inspect`` prints: a weight file's header, tensors and a summary, as
+text (gguf-dump's layout for GGUF), as Markdown, or as JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from quantlens.files import GGUFFile, MetadataArray
+from quantlens.files import GGUFFile, MetadataArray, WeightFile
 
 # Array elements shown before "..." in text and Markdown, and kept in JSON by default.
 ARRAY_HEAD = 6
@@ -41,14 +41,15 @@ class Summary:
         return 8 * self.tensor_bytes / self.parameters if self.parameters else math.nan
 
 
-def summarize(f: GGUFFile) -> Summary:
+def summarize(f: WeightFile[Any]) -> Summary:
     summary = Summary(len(f.tensors), 0, 0, f.file_size)
     for t in f.tensors:
-        share = summary.by_type.setdefault(t.type_name, TypeShare())
+        n_elements = math.prod(t.shape)
+        share = summary.by_type.setdefault(t.dtype, TypeShare())
         share.tensors += 1
-        share.parameters += t.n_elements
+        share.parameters += n_elements
         share.nbytes += t.nbytes or 0
-        summary.parameters += t.n_elements
+        summary.parameters += n_elements
         summary.tensor_bytes += t.nbytes or 0
     summary.by_type = dict(sorted(summary.by_type.items(), key=lambda kv: -kv[1].nbytes))
     return summary
@@ -111,14 +112,14 @@ def _padded_ne(ne: tuple[int, ...] | list[int]) -> list[int]:
     return list(ne) + [1] * (4 - len(ne))
 
 
-def _summary_lines(s: Summary, f: GGUFFile) -> Iterator[str]:
+def _summary_lines(s: Summary, f: WeightFile[Any]) -> Iterator[str]:
     yield f"* Parameters: {s.parameters:,} ({_human_count(s.parameters)})"
     yield f"* Tensor data: {_human_bytes(s.tensor_bytes)}; files: {_human_bytes(s.file_bytes)}"
     yield f"* Bits per weight: {s.bits_per_weight:.2f}"
-    if f.file_type:
+    if isinstance(f, GGUFFile) and f.file_type:
         yield f"* File type: {f.file_type}"
-    if f.split:
-        yield f"* Split: {f.split.count} files"
+    if len(f.paths) > 1:
+        yield f"* Files: {len(f.paths)}"
     yield "* Tensor types:"
     for name, share in s.by_type.items():
         pct = 100 * share.nbytes / s.tensor_bytes if s.tensor_bytes else 0.0
@@ -128,7 +129,9 @@ def _summary_lines(s: Summary, f: GGUFFile) -> Iterator[str]:
         )
 
 
-def render_text(f: GGUFFile, *, tensors: bool = True) -> str:
+def render_text(f: WeightFile[Any], *, tensors: bool = True) -> str:
+    if not isinstance(f, GGUFFile):
+        return _render_other_text(f, tensors=tensors)
     host = sys.byteorder.upper()
     lines = [
         f"* File is {f.endianness.upper()} endian, script is running on a {host} endian host.",
@@ -149,7 +152,9 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(f: GGUFFile, *, tensors: bool = True) -> str:
+def render_markdown(f: WeightFile[Any], *, tensors: bool = True) -> str:
+    if not isinstance(f, GGUFFile):
+        return _render_other_markdown(f, tensors=tensors)
     lines = [f"# {f.path.name}", "", "## Key/value metadata", ""]
     lines += ["| # | key | type | count | value |", "|--:|:--|:--|--:|:--|"]
     for n, (type_name, count, key, value) in enumerate(_header_rows(f), 1):
@@ -183,7 +188,11 @@ def _json_value(value: Any, full_arrays: bool) -> Any:
     return value
 
 
-def to_json_dict(f: GGUFFile, *, tensors: bool = True, full_arrays: bool = False) -> dict[str, Any]:
+def to_json_dict(
+    f: WeightFile[Any], *, tensors: bool = True, full_arrays: bool = False
+) -> dict[str, Any]:
+    if not isinstance(f, GGUFFile):
+        return _other_json_dict(f, tensors=tensors)
     metadata: dict[str, Any] = {}
     for key, value in f.metadata.items():
         entry: dict[str, Any] = {"type": f.metadata.types[key], "offset": f.metadata.offsets[key]}
@@ -236,5 +245,69 @@ def to_json_dict(f: GGUFFile, *, tensors: bool = True, full_arrays: bool = False
     return result
 
 
-def render_json(f: GGUFFile, *, tensors: bool = True, full_arrays: bool = False) -> str:
+def render_json(f: WeightFile[Any], *, tensors: bool = True, full_arrays: bool = False) -> str:
     return json.dumps(to_json_dict(f, tensors=tensors, full_arrays=full_arrays), indent=2)
+
+
+# -- safetensors and PyTorch files ----------------------------------------------------------
+
+
+def _render_other_text(f: WeightFile[Any], *, tensors: bool) -> str:
+    lines = [f"* {f.format} model in {len(f.paths)} file(s)"]
+    lines.append(f"* Dumping {len(f.metadata)} metadata key(s)")
+    for n, (key, value) in enumerate(f.metadata.items(), 1):
+        lines.append(f"  {n:5}: {key} = {_short(value)}")
+    if tensors:
+        lines.append(f"* Dumping {len(f.tensors)} tensor(s)")
+        for n, t in enumerate(f.tensors, 1):
+            shape = ", ".join(f"{d:5}" for d in t.shape)
+            lines.append(f"  {n:5}: {math.prod(t.shape):10} | {shape} | {t.dtype:7} | {t.name}")
+    lines.extend(_summary_lines(summarize(f), f))
+    return "\n".join(lines)
+
+
+def _render_other_markdown(f: WeightFile[Any], *, tensors: bool) -> str:
+    lines = [f"# {f.path.name}", "", f"{f.format} model in {len(f.paths)} file(s).", ""]
+    lines += ["## Metadata", "", "| key | value |", "|:--|:--|"]
+    lines += [f"| {_md_escape(k)} | {_md_escape(_short(v))} |" for k, v in f.metadata.items()]
+    if tensors:
+        lines += ["", "## Tensors", ""]
+        lines += ["| # | name | dtype | shape | elements | bytes |", "|--:|:--|:--|:--|--:|--:|"]
+        for n, t in enumerate(f.tensors, 1):
+            shape = " x ".join(str(d) for d in t.shape)
+            lines.append(
+                f"| {n} | {_md_escape(t.name)} | {t.dtype} | {shape} | "
+                f"{math.prod(t.shape):,} | {t.nbytes} |"
+            )
+    lines += ["", "## Summary", ""]
+    lines += [line.replace("* ", "- ", 1) for line in _summary_lines(summarize(f), f)]
+    return "\n".join(lines)
+
+
+def _other_json_dict(f: WeightFile[Any], *, tensors: bool) -> dict[str, Any]:
+    s = summarize(f)
+    result: dict[str, Any] = {
+        "path": str(f.path),
+        "format": f.format,
+        "paths": [str(p) for p in f.paths],
+        "metadata": dict(f.metadata),
+        "summary": {
+            "tensors": s.tensors,
+            "parameters": s.parameters,
+            "tensor_bytes": s.tensor_bytes,
+            "file_bytes": s.file_bytes,
+            "by_dtype": {k: vars(v) for k, v in s.by_type.items()},
+        },
+    }
+    if tensors:
+        result["tensors"] = [
+            {
+                "name": t.name,
+                "dtype": t.dtype,
+                "shape": list(t.shape),
+                "nbytes": t.nbytes,
+                "offset": t.offset,
+            }
+            for t in f.tensors
+        ]
+    return result
