@@ -258,6 +258,27 @@ impl Error {
         }
     }
 
+    /// Fail with [`Error::LimitExceeded`] (in no file yet) when `value > limit`.
+    pub(crate) fn check_limit(
+        format: &'static str,
+        what: &'static str,
+        offset: u64,
+        value: u64,
+        limit: u64,
+    ) -> Result<()> {
+        if value > limit {
+            return Err(Error::LimitExceeded {
+                file: FileRef::default(),
+                format,
+                what,
+                offset,
+                value,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     /// An I/O error about `path`.
     pub fn io(path: &Path, source: io::Error) -> Self {
         Error::Io {

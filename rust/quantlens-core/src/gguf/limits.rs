@@ -3,7 +3,7 @@
 //! bytes actually present.
 
 use super::cursor::FORMAT;
-use crate::error::{Error, FileRef, Result};
+use crate::error::{Error, Result};
 
 /// Longest metadata string (chat templates and tokenizer blobs are at most a few MiB).
 pub const MAX_STRING_LEN: u64 = 256 << 20;
@@ -24,15 +24,5 @@ pub const MAX_ALIGNMENT: u64 = 1 << 30;
 
 /// Fail with [`Error::LimitExceeded`] when `value > limit`.
 pub(crate) fn check(what: &'static str, offset: u64, value: u64, limit: u64) -> Result<()> {
-    if value > limit {
-        return Err(Error::LimitExceeded {
-            file: FileRef::default(),
-            format: FORMAT,
-            what,
-            offset,
-            value,
-            limit,
-        });
-    }
-    Ok(())
+    Error::check_limit(FORMAT, what, offset, value, limit)
 }

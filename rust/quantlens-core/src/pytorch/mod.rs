@@ -62,17 +62,7 @@ pub(crate) fn truncated(what: &str, offset: u64, needed: u64, available: u64) ->
 
 /// Fail with [`Error::LimitExceeded`] when `value > cap`.
 pub(crate) fn limit(what: &'static str, offset: u64, value: u64, cap: u64) -> Result<()> {
-    if value > cap {
-        return Err(Error::LimitExceeded {
-            file: FileRef::default(),
-            format: FORMAT,
-            what,
-            offset,
-            value,
-            limit: cap,
-        });
-    }
-    Ok(())
+    Error::check_limit(FORMAT, what, offset, value, cap)
 }
 
 /// A valid checkpoint feature quantlens does not read (compressed or big-endian storages,

@@ -221,16 +221,13 @@ fn check_against_index(
 
 /// Read `weight_map` (and `metadata`, values as text) from an index file's bytes.
 fn parse_index(bytes: &[u8]) -> Result<IndexJson> {
-    if bytes.len() as u64 > MAX_INDEX_LEN {
-        return Err(Error::LimitExceeded {
-            file: FileRef::default(),
-            format: "index JSON",
-            what: "file size",
-            offset: 0,
-            value: bytes.len() as u64,
-            limit: MAX_INDEX_LEN,
-        });
-    }
+    Error::check_limit(
+        "index JSON",
+        "file size",
+        0,
+        bytes.len() as u64,
+        MAX_INDEX_LEN,
+    )?;
     let malformed = |offset: u64, message: String| Error::Malformed {
         file: FileRef::default(),
         format: "index JSON",
