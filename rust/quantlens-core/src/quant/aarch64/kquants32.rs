@@ -11,27 +11,12 @@ use std::arch::aarch64::{
 
 use super::common::{f16_to_f32, load16, store_u8_mul_sub};
 use crate::quant::blocks::{q4_k, q5_k, u16_at};
-
-/// Scale and min of sub-block `j` (0..8) (ggml's `get_scale_min_k4`): 6 bits each, the first
-/// four whole in bytes 0..8, the last four split over bytes 8..12 and the top bits of 0..8.
-#[inline]
-fn scale_min_k4(scales: &[u8], j: usize) -> (u8, u8) {
-    if j < 4 {
-        (scales[j] & 63, scales[j + 4] & 63)
-    } else {
-        let sc = (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4);
-        let m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
-        (sc, m)
-    }
-}
+use crate::quant::scalar::kquants::k4_scale_min;
 
 /// `d * sc` and `dmin * m` of all eight sub-blocks, in the reference's f32 order.
 #[inline]
 fn scales_and_mins(d: f32, dmin: f32, scales: &[u8]) -> [(f32, f32); 8] {
-    std::array::from_fn(|j| {
-        let (sc, m) = scale_min_k4(scales, j);
-        (d * f32::from(sc), dmin * f32::from(m))
-    })
+    std::array::from_fn(|j| k4_scale_min(d, dmin, scales, j))
 }
 
 /// Writes the 64 weights of one 32-byte group of quants: `lo_*` (weights `0..32`, low

@@ -93,7 +93,7 @@ fn scale_min_k4(scales: &[u8], j: usize) -> (u8, u8) {
 
 /// `d * sc` and `dmin * m` of sub-block `j` of a `Q4_K`/`Q5_K` block.
 #[inline]
-fn k4_scale_min(d: f32, dmin: f32, scales: &[u8], j: usize) -> (f32, f32) {
+pub(crate) fn k4_scale_min(d: f32, dmin: f32, scales: &[u8], j: usize) -> (f32, f32) {
     let (sc, m) = scale_min_k4(scales, j);
     (d * f32::from(sc), dmin * f32::from(m))
 }
