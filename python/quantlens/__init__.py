@@ -7,6 +7,8 @@ tensor bytes come back as zero-copy numpy views.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from quantlens._core import __version__
 from quantlens.decode import dequantize, kernel_isa
 from quantlens.exceptions import (
@@ -36,18 +38,63 @@ from quantlens.files import (
 )
 from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType, file_type_label
 
+if TYPE_CHECKING:
+    from quantlens.config import (
+        DeviceSpec,
+        HuggingFaceRepo,
+        KVCacheStrategy,
+        PipelineConfig,
+        PipelineEngine,
+        RepoType,
+        RopeType,
+        SupportedEncoding,
+        WeightsFormat,
+    )
+
+# The configuration API loads on first use, so that `import quantlens` stays fast.
+_CONFIG_NAMES = frozenset(
+    {
+        "DeviceSpec",
+        "HuggingFaceRepo",
+        "KVCacheStrategy",
+        "PipelineConfig",
+        "PipelineEngine",
+        "RepoType",
+        "RopeType",
+        "SupportedEncoding",
+        "WeightsFormat",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONFIG_NAMES:
+        from quantlens import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "GGML_QUANT_SIZES",
+    "DeviceSpec",
     "GGMLQuantizationType",
     "GGUFFile",
+    "HuggingFaceRepo",
+    "KVCacheStrategy",
     "LimitExceededError",
     "MalformedFileError",
     "Metadata",
     "MetadataArray",
+    "PipelineConfig",
+    "PipelineEngine",
     "QuantlensError",
+    "RepoType",
+    "RopeType",
     "SafetensorsFile",
     "SplitFileError",
     "SplitInfo",
+    "SupportedEncoding",
     "TensorInfo",
     "TensorNotFoundError",
     "TensorSlice",
@@ -59,6 +106,7 @@ __all__ = [
     "UnsupportedVersionError",
     "WeightFile",
     "WeightTensorInfo",
+    "WeightsFormat",
     "__version__",
     "dequantize",
     "file_type_label",

@@ -18,9 +18,12 @@ __all__ = [
     "can_dequantize",
     "default_threads",
     "dequantize",
+    "encoding_order",
+    "file_type_encoding",
     "file_type_label",
     "ggml_types",
     "kernel_isa",
+    "rank_encodings",
     "scale_fields",
     "sniff_file",
 ]
@@ -45,6 +48,20 @@ def dequantize(
 ) -> None:
     """Decode whole blocks of ggml type ``type_id`` into ``out`` (C-contiguous; float32, or
     uint16 bits for float16/bfloat16), with the GIL released."""
+
+def rank_encodings(
+    tensors: list[tuple[str, int, int]], weighting: str, file_type: int | None = None
+) -> list[tuple[str, int, int]]:
+    """Rank the encodings of ``tensors`` (``(type name, elements, bytes)`` each), heaviest
+    first by ``weighting`` (``"bytes"`` or ``"elements"``), as ``(encoding, tensors, weight)``.
+    A GGUF ``file_type`` goes first when the tensors hold it; ties keep the declaration order
+    of ``SupportedEncoding``; types that are not encodings are left out."""
+
+def encoding_order() -> list[str]:
+    """Every encoding in the order that breaks ties, by name."""
+
+def file_type_encoding(file_type: int) -> str | None:
+    """The encoding a GGUF ``general.file_type`` says most tensors hold (``15`` → ``Q4_K``)."""
 
 def kernel_isa() -> str:
     """The instruction set of the kernels in use."""

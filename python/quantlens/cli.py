@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--full-arrays", action="store_true", help="JSON: include every array element"
     )
+    from quantlens import cli_resolve
+
+    cli_resolve.add_parser(commands)
     return parser
 
 
@@ -56,6 +59,10 @@ def _inspect(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "resolve":
+        from quantlens import cli_resolve
+
+        return cli_resolve.run(args)
     try:
         output = _inspect(args)
     except (QuantlensError, OSError) as e:

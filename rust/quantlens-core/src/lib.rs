@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod dtype;
+pub mod encoding;
 pub mod error;
 pub mod format;
 pub mod gguf;

@@ -2,6 +2,7 @@
 //! `quantlens-core` with the GIL released, and converts results and errors.
 
 mod dequant;
+mod encoding;
 mod errors;
 mod gguf;
 mod metadata;
@@ -42,6 +43,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dequant::can_dequantize, m)?)?;
     m.add_function(wrap_pyfunction!(dequant::default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(dequant::scale_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(encoding::rank_encodings, m)?)?;
+    m.add_function(wrap_pyfunction!(encoding::encoding_order, m)?)?;
+    m.add_function(wrap_pyfunction!(encoding::file_type_encoding, m)?)?;
     m.add_class::<gguf::GgufModel>()?;
     m.add_class::<gguf::TensorInfo>()?;
     m.add_class::<metadata::MetadataArray>()?;
