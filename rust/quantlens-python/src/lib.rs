@@ -6,6 +6,7 @@ mod errors;
 mod gguf;
 mod metadata;
 mod weights;
+mod writer;
 
 use pyo3::prelude::*;
 
@@ -48,5 +49,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<gguf::MappedBytes>()?;
     m.add_class::<weights::WeightModel>()?;
     m.add_class::<weights::WeightTensorInfo>()?;
+    m.add_class::<writer::GgufWriter>()?;
     Ok(())
 }
