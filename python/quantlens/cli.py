@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+from quantlens import convert
 from quantlens.exceptions import QuantlensError
 from quantlens.files import open_weights
 
@@ -20,7 +21,9 @@ def sample_model_path() -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="quantlens", description="Inspect model weight files.")
+    parser = argparse.ArgumentParser(
+        prog="quantlens", description="Inspect and convert model weight files."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser(
         "inspect",
@@ -38,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--full-arrays", action="store_true", help="JSON: include every array element"
     )
+    convert.add_parser(commands)
     return parser
 
 
@@ -57,8 +61,8 @@ def _inspect(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        output = _inspect(args)
-    except (QuantlensError, OSError) as e:
+        output = convert.run(args) if args.command == "convert" else _inspect(args)
+    except (QuantlensError, OSError, ValueError) as e:
         print(f"quantlens: error: {e}", file=sys.stderr)
         return 1
     try:
