@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from quantlens._core import __version__
 from quantlens.decode import dequantize, kernel_isa
+from quantlens.encode import can_quantize, quantize
 from quantlens.exceptions import (
     LimitExceededError,
     MalformedFileError,
@@ -60,8 +61,10 @@ __all__ = [
     "WeightFile",
     "WeightTensorInfo",
     "__version__",
+    "can_quantize",
     "dequantize",
     "file_type_label",
     "kernel_isa",
     "open_weights",
+    "quantize",
 ]

@@ -16,12 +16,15 @@ __all__ = [
     "WeightModel",
     "WeightTensorInfo",
     "__version__",
+    "accepts_imatrix",
     "can_dequantize",
+    "can_quantize",
     "default_threads",
     "dequantize",
     "file_type_label",
     "ggml_types",
     "kernel_isa",
+    "quantize",
     "scale_fields",
     "sniff_file",
 ]
@@ -58,6 +61,24 @@ def scale_fields(type_id: int) -> list[tuple[str, int]]:
 
 def default_threads() -> int:
     """The thread count used when none is given."""
+
+def quantize(
+    data: npt.NDArray[Any],
+    dtype: str,
+    type_id: int,
+    n_per_row: int,
+    imatrix: npt.NDArray[np.float32] | None = None,
+    threads: int | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Quantize rows of ``n_per_row`` weights (C-contiguous; float32, or uint16 bits for
+    float16/bfloat16) to ggml type ``type_id`` into a new flat uint8 array, with the GIL
+    released."""
+
+def can_quantize(type_id: int) -> bool:
+    """Whether quantlens can quantize to ggml type ``type_id``."""
+
+def accepts_imatrix(type_id: int) -> bool:
+    """Whether quantizing to ggml type ``type_id`` takes an importance matrix."""
 
 @final
 class GgufModel:

@@ -5,6 +5,7 @@ mod dequant;
 mod errors;
 mod gguf;
 mod metadata;
+mod quantize;
 mod weights;
 mod writer;
 
@@ -43,6 +44,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dequant::can_dequantize, m)?)?;
     m.add_function(wrap_pyfunction!(dequant::default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(dequant::scale_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::can_quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::accepts_imatrix, m)?)?;
     m.add_class::<gguf::GgufModel>()?;
     m.add_class::<gguf::TensorInfo>()?;
     m.add_class::<metadata::MetadataArray>()?;
