@@ -110,13 +110,10 @@ def _quantize(values: np.ndarray, qtype: GGMLQuantizationType, threads: int | No
             f"rows of {values.shape[-1] if values.ndim else 1} weights are not whole "
             f"{qtype.name} blocks of {block_size}"
         )
-    import quantlens
+    from quantlens.encode import can_quantize, quantize
 
-    # Looked up at call time: the quantizers are an optional part of the build.
-    quantize = getattr(quantlens, "quantize", None)
-    can_quantize = getattr(quantlens, "can_quantize", None)
-    if quantize is None or (can_quantize is not None and not can_quantize(qtype)):
+    if not can_quantize(qtype):
         raise UnsupportedTypeError(f"this build of quantlens cannot quantize to {qtype.name}")
     rows = values.reshape(-1, values.shape[-1])
-    packed: np.ndarray = quantize(rows, qtype, threads=threads)
+    packed = quantize(rows, qtype, threads=threads)
     return np.ascontiguousarray(packed).reshape(-1).view(np.uint8)
