@@ -322,3 +322,62 @@ def test_parse_size() -> None:
     assert parse_size("1234") == 1234
     with pytest.raises(ValueError):
         parse_size("lots")
+
+
+def test_llama_cpp_runs_the_converted_model_like_transformers(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    """llama.cpp (through llama-cpp-python) computes the same logits from the converted file
+    as transformers from the original: names, hyperparameters and the Q/K permutation agree
+    with what llama.cpp expects."""
+    try:
+        from llama_cpp import llama_cpp as lib
+    except ImportError as e:
+        pytest.skip(f"llama-cpp-python is not importable: {e}")
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from quantlens.gguf_writer import GGUFWriter
+
+    converted = tmp_path / "f32.gguf"
+    convert_to_gguf(tiny_llama, converted, "F32")
+    # No tokenizer is written; llama.cpp loads a model from token ids when told there is none.
+    runnable = tmp_path / "runnable.gguf"
+    with quantlens.open_weights(converted) as f, GGUFWriter(runnable) as w:
+        for key, value in f.metadata.items():
+            w.add_metadata(key, value, f.metadata.types[key])
+        w.add_metadata("tokenizer.ggml.model", "none")
+        for t in f.tensors:
+            w.add_tensor_info(t.name, t.shape, t.type_name)
+        for t in f.tensors:
+            w.write_tensor_data(t.name, f.tensor_bytes(t.name))
+
+    ids = [1, 5, 17, 200, 3, 42, 299, 7]
+    lib.llama_backend_init()
+    model = lib.llama_model_load_from_file(str(runnable).encode(), lib.llama_model_default_params())
+    assert model, "llama.cpp could not load the converted model"
+    params = lib.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_threads = 64, 64, 2
+    ctx = lib.llama_init_from_model(model, params)
+    batch = lib.llama_batch_init(len(ids), 0, 1)
+    try:
+        batch.n_tokens = len(ids)
+        for i, token in enumerate(ids):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
+            batch.seq_id[i][0], batch.logits[i] = 0, 1
+        assert lib.llama_decode(ctx, batch) == 0
+        n_vocab = 320
+        got = np.array(
+            [
+                np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, i), (n_vocab,))
+                for i in range(len(ids))
+            ]
+        )
+    finally:
+        lib.llama_batch_free(batch)
+        lib.llama_free(ctx)
+        lib.llama_model_free(model)
+    reference = LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    with torch.no_grad():
+        expected = reference(torch.tensor([ids])).logits[0].numpy()
+    assert np.abs(got - expected).max() < 1e-2 * np.abs(expected).max()
