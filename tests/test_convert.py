@@ -380,4 +380,5 @@ def test_llama_cpp_runs_the_converted_model_like_transformers(
     reference = LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     with torch.no_grad():
         expected = reference(torch.tensor([ids])).logits[0].numpy()
-    assert np.abs(got - expected).max() < 1e-2 * np.abs(expected).max()
+    # Measured: about 5e-4 of the largest logit; unpermuted Q/K projections give about 2e-2.
+    assert np.abs(got - expected).max() < 3e-3 * np.abs(expected).max()
