@@ -36,11 +36,13 @@ from quantlens.files import (
     open_weights,
 )
 from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType, file_type_label
+from quantlens.gguf_writer import GGUFWriter
 
 __all__ = [
     "GGML_QUANT_SIZES",
     "GGMLQuantizationType",
     "GGUFFile",
+    "GGUFWriter",
     "LimitExceededError",
     "MalformedFileError",
     "Metadata",
