@@ -329,7 +329,7 @@ def test_llama_cpp_runs_the_converted_model_like_transformers(
 ) -> None:
     """llama.cpp (through llama-cpp-python) computes the same logits from the converted file
     as transformers from the original: names, hyperparameters and the Q/K permutation agree
-    with what llama.cpp expects."""
+    with what llama.cpp expects, and it loads the model split the way quantlens splits."""
     try:
         from llama_cpp import llama_cpp as lib
     except ImportError as e:
@@ -343,7 +343,7 @@ def test_llama_cpp_runs_the_converted_model_like_transformers(
     convert_to_gguf(tiny_llama, converted, "F32")
     # No tokenizer is written; llama.cpp loads a model from token ids when told there is none.
     runnable = tmp_path / "runnable.gguf"
-    with quantlens.open_weights(converted) as f, GGUFWriter(runnable) as w:
+    with quantlens.open_weights(converted) as f, GGUFWriter(runnable, split_max_tensors=30) as w:
         for key, value in f.metadata.items():
             w.add_metadata(key, value, f.metadata.types[key])
         w.add_metadata("tokenizer.ggml.model", "none")
@@ -351,10 +351,14 @@ def test_llama_cpp_runs_the_converted_model_like_transformers(
             w.add_tensor_info(t.name, t.shape, t.type_name)
         for t in f.tensors:
             w.write_tensor_data(t.name, f.tensor_bytes(t.name))
+    shards = w.close()
+    assert len(shards) == 3
 
     ids = [1, 5, 17, 200, 3, 42, 299, 7]
     lib.llama_backend_init()
-    model = lib.llama_model_load_from_file(str(runnable).encode(), lib.llama_model_default_params())
+    model = lib.llama_model_load_from_file(
+        str(shards[0]).encode(), lib.llama_model_default_params()
+    )
     assert model, "llama.cpp could not load the converted model"
     params = lib.llama_context_default_params()
     params.n_ctx, params.n_batch, params.n_threads = 64, 64, 2
