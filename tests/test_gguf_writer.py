@@ -352,3 +352,13 @@ def test_bad_input_is_refused_clearly(tmp_path: Path) -> None:
         w.add_metadata("k", 2)
     w.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(bits=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=300))
+def test_bf16_rounding_equals_gguf_py(bits: list[int]) -> None:
+    from quantlens._ggml_encode import f32_to_bf16_bits
+
+    values = np.array(bits, dtype=np.uint32).view(np.float32)
+    expected = gguf.quants.quantize(values, gguf.GGMLQuantizationType.BF16)
+    assert f32_to_bf16_bits(values).tobytes() == expected.tobytes()

@@ -58,11 +58,17 @@ def ggml_type_of(array: np.ndarray) -> GGMLQuantizationType | None:
 def f32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
     """float32 → bfloat16 bits as ggml rounds (``ggml_compute_fp32_to_bf16``): to nearest,
     ties to even; NaN keeps its sign and top bits and is made quiet."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-    rounded = (bits.astype(np.uint64) + (0x7FFF + ((bits >> 16) & 1))) >> 16
-    quiet = (bits >> 16) | np.uint32(64)
-    return np.where(nan, quiet, rounded).astype(np.uint16)
+    import ml_dtypes
+
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    # ml_dtypes rounds numbers exactly as ggml does (tested); NaNs follow ggml's rule.
+    with np.errstate(invalid="ignore"):
+        out: np.ndarray = values.astype(ml_dtypes.bfloat16).view(np.uint16)
+    nan = np.isnan(values)
+    if nan.any():
+        high = (values[nan].view(np.uint32) >> 16) | np.uint32(64)
+        out[nan] = high.astype(np.uint16)
+    return out
 
 
 def _little_endian(array: np.ndarray) -> np.ndarray:
@@ -91,7 +97,7 @@ def encode(data: Any, qtype: GGMLQuantizationType, threads: int | None = None) -
         return _little_endian(out).reshape(-1).view(np.uint8)
     if not is_float and kind not in "iub":
         raise UnsupportedTypeError(f"{array.dtype} values cannot be stored as {qtype.name}")
-    as_f32 = array.astype(np.float32)
+    as_f32 = array.astype(np.float32, copy=False)
     if qtype == Q.F32:
         return _little_endian(as_f32).reshape(-1).view(np.uint8)
     if qtype == Q.F16:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from quantlens._ggml_encode import PLAIN_NUMPY, encode
-from quantlens.files import GGUFFile, WeightFile, open_weights
+from quantlens.files import GGUFFile, SafetensorsFile, WeightFile, open_weights
 from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType
 from quantlens.gguf_writer import GGUFValueType, GGUFWriter
 from quantlens.quant_mix import choose_types, file_type
@@ -349,7 +349,7 @@ def convert_to_gguf(
             _declared_writer(plan, dst, split_max_size, split_max_tensors) as writer,
         ):
             for t in plan.tensors:
-                array = weights.get_tensor(t.source).reshape(t.shape)
+                array = _source_array(weights, t.source).reshape(t.shape)
                 if t.permute_heads is not None:
                     array = permute_qk(array, t.permute_heads)
                 for chunk in _chunks(array):
@@ -360,6 +360,19 @@ def convert_to_gguf(
     finally:
         finish()
     return paths
+
+
+def _source_array(weights: WeightFile[Any], name: str) -> np.ndarray:
+    """Tensor ``name``: a zero-copy view of the mapped file where it is stored contiguous in
+    safetensors (always little-endian), else a copy."""
+    info = weights.tensor(name)
+    if isinstance(weights, SafetensorsFile) and info.contiguous and info.numpy_dtype:
+        from quantlens._slice import numpy_dtype
+
+        raw = weights.tensor_bytes(name)
+        return raw.view(numpy_dtype(info.numpy_dtype)).reshape(info.shape)
+    array: np.ndarray = weights.get_tensor(name)
+    return array
 
 
 def _progress_bar(
