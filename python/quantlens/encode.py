@@ -49,6 +49,8 @@ def _weights(data: Any) -> tuple[np.ndarray, str]:
             tensor = tensor.to(torch.float32)
         data = tensor.contiguous().numpy()
     array = np.asarray(data)
+    if array.ndim == 0:
+        raise ValueError("quantize needs at least one dimension (a row)")
     if array.dtype == np.float16:
         return np.ascontiguousarray(array).view(np.uint16), "float16"
     if array.dtype.name == "bfloat16" and array.dtype.itemsize == 2:
@@ -93,8 +95,6 @@ def quantize(
     if threads is not None and threads < 1:
         raise ValueError("threads must be at least 1")
     weights, dtype = _weights(data)
-    if weights.ndim == 0:
-        raise ValueError("quantize needs at least one dimension (a row)")
     n_per_row = weights.shape[-1]
     block_size, type_size = GGML_QUANT_SIZES[qtype]
     if n_per_row % block_size:

@@ -19,8 +19,8 @@ __all__ = [
     "GGMLQuantizationType",
     "dequantize",
     "quant_shape_from_byte_shape",
-    "quantize",
     "quant_shape_to_byte_shape",
+    "quantize",
 ]
 
 #: Weights per k-quant super-block.
