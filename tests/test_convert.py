@@ -86,25 +86,66 @@ def test_corpus_to_float_gguf_matches_source(tmp_path: Path, rel: str, type_labe
         assert t.data.tobytes() == _expected_float(source, expected_type), t.name
 
 
-def _write_tiny_llama(folder: Path, hidden: int = 256, layers: int = 8) -> dict[str, Any]:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+LLAMA_CONFIG: dict[str, Any] = {
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "vocab_size": 320,
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+}
 
-    config = LlamaConfig(
-        vocab_size=320,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
+
+def _write_tiny_llama(folder: Path) -> None:
+    """A random llama checkpoint: by transformers' ``save_pretrained`` when installed,
+    else the same tensor names and config written with the safetensors package."""
+    try:
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except ImportError as e:
+        print(f"transformers unavailable ({e}); writing the llama checkpoint directly")
+    else:
+        settings = {
+            k: v for k, v in LLAMA_CONFIG.items() if k not in ("model_type", "architectures")
+        }
+        torch.manual_seed(0)
+        LlamaForCausalLM(LlamaConfig(**settings)).save_pretrained(folder)
+        return
+    from safetensors.numpy import save_file
+
+    c = LLAMA_CONFIG
+    hidden, inter, kv = c["hidden_size"], c["intermediate_size"], c["num_key_value_heads"]
+    kv_rows = kv * hidden // c["num_attention_heads"]
+    shapes = {
+        "model.embed_tokens.weight": (c["vocab_size"], hidden),
+        "lm_head.weight": (c["vocab_size"], hidden),
+        "model.norm.weight": (hidden,),
+    }
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        shapes |= {
+            p + "input_layernorm.weight": (hidden,),
+            p + "post_attention_layernorm.weight": (hidden,),
+            p + "self_attn.q_proj.weight": (hidden, hidden),
+            p + "self_attn.k_proj.weight": (kv_rows, hidden),
+            p + "self_attn.v_proj.weight": (kv_rows, hidden),
+            p + "self_attn.o_proj.weight": (hidden, hidden),
+            p + "mlp.gate_proj.weight": (inter, hidden),
+            p + "mlp.up_proj.weight": (inter, hidden),
+            p + "mlp.down_proj.weight": (hidden, inter),
+        }
+    rng = np.random.default_rng(0)
+    save_file(
+        {k: (rng.standard_normal(s) * 0.02).astype(np.float32) for k, s in shapes.items()},
+        str(folder / "model.safetensors"),
     )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    loaded: dict[str, Any] = json.loads((folder / "config.json").read_text())
-    return loaded
+    (folder / "config.json").write_text(json.dumps(c))
 
 
 @pytest.fixture(scope="module")
@@ -331,11 +372,11 @@ def test_llama_cpp_runs_the_converted_model_like_transformers(
     as transformers from the original: names, hyperparameters and the Q/K permutation agree
     with what llama.cpp expects, and it loads the model split the way quantlens splits."""
     try:
+        import torch
         from llama_cpp import llama_cpp as lib
+        from transformers import LlamaForCausalLM
     except ImportError as e:
-        pytest.skip(f"llama-cpp-python is not importable: {e}")
-    import torch
-    from transformers import LlamaForCausalLM
+        pytest.skip(f"llama-cpp-python, torch and transformers are needed: {e}")
 
     from quantlens.gguf_writer import GGUFWriter
 
