@@ -362,3 +362,36 @@ def test_bf16_rounding_equals_gguf_py(bits: list[int]) -> None:
     values = np.array(bits, dtype=np.uint32).view(np.float32)
     expected = gguf.quants.quantize(values, gguf.GGMLQuantizationType.BF16)
     assert f32_to_bf16_bits(values).tobytes() == expected.tobytes()
+
+
+def test_the_gil_is_released_while_writing(tmp_path: Path) -> None:
+    """While one thread writes a big tensor, the main thread keeps running Python."""
+    import threading
+    import time
+
+    data = np.ones(64 << 20, np.uint8)  # 64 MiB
+    w = GGUFWriter(tmp_path / "big.gguf")
+    w.add_tensor_info("big", [data.size], "I8")
+    w.add_tensor_info("rest", [data.size], "I8")
+    w.write_tensor_data("big", data)  # warm up the page cache path
+    window: list[float] = []
+    done = threading.Event()
+
+    def write() -> None:
+        window.append(time.perf_counter())
+        w.write_tensor_data("rest", data)
+        window.append(time.perf_counter())
+        done.set()
+
+    steps: list[float] = []
+    worker = threading.Thread(target=write)
+    worker.start()
+    while not done.is_set():
+        steps.append(time.perf_counter())
+    worker.join()
+    w.close()
+    start, end = window
+    margin = 0.1 * (end - start)
+    inside = [t for t in steps if start + margin < t < end - margin]
+    assert end - start > 0.002, "write too short to tell"
+    assert len(inside) >= 50, (len(inside), end - start)
