@@ -357,6 +357,15 @@ def _shards(path: Path) -> list[Path]:
         return list(model.paths)
 
 
+def test_destination_named_for_the_wrong_format_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = corpus_file(GGUF_SOURCES[0])
+    assert main(["convert", str(src), str(tmp_path / "again.gguf")]) == 1
+    assert "named for the other format" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_parse_size() -> None:
     assert parse_size("2G") == 2_000_000_000
     assert parse_size("500M") == 500_000_000

@@ -476,6 +476,13 @@ def run(args: argparse.Namespace) -> str:
     src: Path = args.src
     progress = not args.no_progress and sys.stderr.isatty()
     to_gguf = src.is_dir() or _core.sniff_file(src)[0] != "gguf"
+    wanted = {".gguf": True, ".safetensors": False}.get(Path(args.dst).suffix.lower())
+    if wanted is not None and wanted != to_gguf:
+        made = "GGUF" if to_gguf else "safetensors"
+        raise ValueError(
+            f"{src} converts to {made}, but {args.dst} is named for the other format "
+            "(quantlens converts safetensors/PyTorch to GGUF and GGUF to safetensors)"
+        )
     if not to_gguf:
         result = convert_to_safetensors(
             src, args.dst, args.dtype, threads=args.threads, progress=progress, dry_run=args.dry_run
