@@ -1,0 +1,4 @@
+//! Quantization of f32 rows to ggml block types, byte-identical with ggml.
+
+pub mod kquants;
+pub mod search;
