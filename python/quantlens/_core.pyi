@@ -78,7 +78,7 @@ def can_quantize(type_id: int) -> bool:
     """Whether quantlens can quantize to ggml type ``type_id``."""
 
 def accepts_imatrix(type_id: int) -> bool:
-    """Whether quantizing to ggml type ``type_id`` takes an importance matrix."""
+    """Whether an importance matrix changes how ggml type ``type_id`` is quantized."""
 
 @final
 class GgufModel:

@@ -25,7 +25,8 @@ def can_quantize(qtype: GGMLTypeLike) -> bool:
 
 
 def accepts_imatrix(qtype: GGMLTypeLike) -> bool:
-    """Whether :func:`quantize` takes an importance matrix for ``qtype``."""
+    """Whether an importance matrix changes how :func:`quantize` quantizes ``qtype``
+    (every type takes one; ``Q8_0`` ignores it, as ggml does)."""
     return _core.accepts_imatrix(int(to_ggml_type(qtype)))
 
 
@@ -75,9 +76,8 @@ def quantize(
             row and must be a multiple of the type's block size; every leading dimension
             counts rows.
         qtype: the ggml type (enum member, id or name such as ``"Q8_0"``).
-        imatrix: importance weights, one per column (``data.shape[-1]`` floats), for the
-            types that take them (:func:`accepts_imatrix`); as in ggml, ``Q8_0`` ignores
-            them.
+        imatrix: importance weights, one per column (``data.shape[-1]`` floats), as
+            llama.cpp's ``--imatrix`` files hold them; as in ggml, ``Q8_0`` ignores them.
         threads: most threads to use (default ``QUANTLENS_NUM_THREADS`` or the CPU count).
 
     Returns:
@@ -86,8 +86,8 @@ def quantize(
 
     Raises:
         UnsupportedTypeError: quantlens has no quantizer for ``qtype``.
-        ValueError: the row length is not a whole number of blocks, the importance matrix
-            has the wrong length or is given for a type that takes none.
+        ValueError: the row length is not a whole number of blocks, or the importance
+            matrix has the wrong length.
     """
     qtype = to_ggml_type(qtype)
     if not can_quantize(qtype):

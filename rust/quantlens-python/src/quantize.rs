@@ -108,7 +108,7 @@ pub fn can_quantize(type_id: u32) -> bool {
     core::can_quantize(GgmlType(type_id))
 }
 
-/// Whether quantizing to ggml type `type_id` takes an importance matrix.
+/// Whether an importance matrix changes how ggml type `type_id` is quantized.
 #[pyfunction]
 pub fn accepts_imatrix(type_id: u32) -> bool {
     core::accepts_imatrix(GgmlType(type_id))

@@ -23,8 +23,11 @@
 //! ```
 
 pub mod iq4;
+pub mod kquants;
 pub mod legacy;
+pub mod legacy_imatrix;
 mod rounding;
+pub mod search;
 
 use rayon::prelude::*;
 
@@ -100,9 +103,6 @@ pub enum QuantizeError {
     /// quantlens has no quantizer for this type.
     #[error("quantlens cannot quantize to {0}")]
     UnsupportedType(GgmlType),
-    /// An importance matrix was given for a type that does not take one.
-    #[error("{0} does not take an importance matrix")]
-    ImatrixUnsupported(GgmlType),
     /// The row length is zero or not a whole number of blocks.
     #[error(
         "{ty}: a row of {n_per_row} weights is not a whole number of {block_size}-weight blocks"
@@ -154,24 +154,36 @@ pub enum QuantizeError {
 /// importance matrix, if any, one weight per element of `src`.
 pub type RowQuantizer = fn(&[f32], &mut [u8], Option<&[f32]>);
 
-/// `Q4_0`; no importance-matrix path yet.
-fn q4_0(src: &[f32], dst: &mut [u8], _imatrix: Option<&[f32]>) {
-    legacy::quantize_row_q4_0_ref(src, dst);
+/// `Q4_0`: ggml's reference path, or its importance-weighted one.
+fn q4_0(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    match imatrix {
+        Some(w) => legacy_imatrix::quantize_row_q4_0_imatrix(src, dst, w),
+        None => legacy::quantize_row_q4_0_ref(src, dst),
+    }
 }
 
-/// `Q4_1`; no importance-matrix path yet.
-fn q4_1(src: &[f32], dst: &mut [u8], _imatrix: Option<&[f32]>) {
-    legacy::quantize_row_q4_1_ref(src, dst);
+/// `Q4_1`: ggml's reference path, or its importance-weighted one.
+fn q4_1(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    match imatrix {
+        Some(w) => legacy_imatrix::quantize_row_q4_1_imatrix(src, dst, w),
+        None => legacy::quantize_row_q4_1_ref(src, dst),
+    }
 }
 
-/// `Q5_0`; no importance-matrix path yet.
-fn q5_0(src: &[f32], dst: &mut [u8], _imatrix: Option<&[f32]>) {
-    legacy::quantize_row_q5_0_ref(src, dst);
+/// `Q5_0`: ggml's reference path, or its importance-weighted one.
+fn q5_0(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    match imatrix {
+        Some(w) => legacy_imatrix::quantize_row_q5_0_imatrix(src, dst, w),
+        None => legacy::quantize_row_q5_0_ref(src, dst),
+    }
 }
 
-/// `Q5_1`; no importance-matrix path yet.
-fn q5_1(src: &[f32], dst: &mut [u8], _imatrix: Option<&[f32]>) {
-    legacy::quantize_row_q5_1_ref(src, dst);
+/// `Q5_1`: ggml's reference path, or its importance-weighted one.
+fn q5_1(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    match imatrix {
+        Some(w) => legacy_imatrix::quantize_row_q5_1_imatrix(src, dst, w),
+        None => legacy::quantize_row_q5_1_ref(src, dst),
+    }
 }
 
 /// `Q8_0`: ggml has a single path and ignores an importance matrix.
@@ -179,14 +191,19 @@ fn q8_0(src: &[f32], dst: &mut [u8], _imatrix: Option<&[f32]>) {
     legacy::quantize_row_q8_0_ref(src, dst);
 }
 
-/// The quantizer of `ty` and whether it takes an importance matrix.
+/// The quantizer of `ty` and whether an importance matrix changes its result.
 fn quantizer(ty: GgmlType) -> Option<(RowQuantizer, bool)> {
     Some(match ty {
-        GgmlType::Q4_0 => (q4_0 as RowQuantizer, false),
-        GgmlType::Q4_1 => (q4_1, false),
-        GgmlType::Q5_0 => (q5_0, false),
-        GgmlType::Q5_1 => (q5_1, false),
-        GgmlType::Q8_0 => (q8_0, true),
+        GgmlType::Q4_0 => (q4_0 as RowQuantizer, true),
+        GgmlType::Q4_1 => (q4_1, true),
+        GgmlType::Q5_0 => (q5_0, true),
+        GgmlType::Q5_1 => (q5_1, true),
+        GgmlType::Q8_0 => (q8_0, false),
+        GgmlType::Q2_K => (kquants::quantize_row_q2_k, true),
+        GgmlType::Q3_K => (kquants::quantize_row_q3_k, true),
+        GgmlType::Q4_K => (kquants::quantize_row_q4_k, true),
+        GgmlType::Q5_K => (kquants::quantize_row_q5_k, true),
+        GgmlType::Q6_K => (kquants::quantize_row_q6_k, true),
         GgmlType::IQ4_NL => (iq4::quantize_row_iq4_nl, true),
         GgmlType::IQ4_XS => (iq4::quantize_row_iq4_xs, true),
         _ => return None,
@@ -198,8 +215,8 @@ pub fn can_quantize(ty: GgmlType) -> bool {
     quantizer(ty).is_some()
 }
 
-/// Whether [`quantize`] takes an importance matrix for `ty` (`Q8_0` takes and ignores one,
-/// as ggml does).
+/// Whether an importance matrix changes how [`quantize`] quantizes `ty`. Every type takes
+/// one; `Q8_0` ignores it, as ggml does.
 pub fn accepts_imatrix(ty: GgmlType) -> bool {
     quantizer(ty).is_some_and(|(_, imatrix)| imatrix)
 }
@@ -222,7 +239,7 @@ pub fn row_size(ty: GgmlType, n_per_row: usize) -> Result<usize, QuantizeError> 
 
 /// Quantize `src`, rows of `n_per_row` weights, to `ty` into `dst`, which must hold exactly
 /// the quantized rows, on up to `threads` threads (`None`: [`default_threads`]).
-/// `imatrix`, where the type takes one, holds one importance weight per column.
+/// `imatrix`, if given, holds one importance weight per column (ignored by `Q8_0`).
 pub fn quantize(
     ty: GgmlType,
     src: Input<'_>,
@@ -232,12 +249,9 @@ pub fn quantize(
     threads: Option<usize>,
 ) -> Result<(), QuantizeError> {
     let row_bytes = row_size(ty, n_per_row)?;
-    let Some((run, takes_imatrix)) = quantizer(ty) else {
+    let Some((run, _)) = quantizer(ty) else {
         return Err(QuantizeError::UnsupportedType(ty));
     };
-    if imatrix.is_some() && !takes_imatrix {
-        return Err(QuantizeError::ImatrixUnsupported(ty));
-    }
     if let Some(w) = imatrix {
         if w.len() != n_per_row {
             return Err(QuantizeError::ImatrixLength {
@@ -398,12 +412,16 @@ mod tests {
     }
 
     #[test]
-    fn the_legacy_and_iq4_types_are_supported() {
+    fn every_type_of_issue_8_is_supported() {
         let names: Vec<_> = supported()
             .iter()
             .map(|&(ty, _, _)| ty.to_string())
             .collect();
-        for name in ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "IQ4_XS"] {
+        let issue_types = [
+            "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+            "IQ4_NL", "IQ4_XS",
+        ];
+        for name in issue_types {
             assert!(names.iter().any(|n| n == name), "{name} missing");
         }
         assert!(!can_quantize(GgmlType::Q8_1));
@@ -442,22 +460,19 @@ mod tests {
             check(Input::F32(&x), 256, Some(&x[..255]), 272),
             QuantizeError::ImatrixLength { .. }
         ));
-        let err = quantize(GgmlType::Q4_K, Input::F32(&x), 256, &mut out, None, None);
-        assert_eq!(err, Err(QuantizeError::UnsupportedType(GgmlType::Q4_K)));
+        let err = quantize(GgmlType::IQ2_XXS, Input::F32(&x), 256, &mut out, None, None);
+        assert_eq!(err, Err(QuantizeError::UnsupportedType(GgmlType::IQ2_XXS)));
         assert!(out.iter().all(|&b| b == 7));
     }
 
     #[test]
-    fn imatrix_for_types_without_one_is_refused() {
-        for (ty, block, size) in supported() {
-            if accepts_imatrix(ty) {
-                continue;
-            }
-            let x = weights(block, 1);
-            let mut out = vec![0; size];
-            let err = quantize(ty, Input::F32(&x), block, &mut out, Some(&x), None);
-            assert_eq!(err, Err(QuantizeError::ImatrixUnsupported(ty)));
-        }
+    fn q8_0_ignores_an_importance_matrix() {
+        let x = weights(512, 4);
+        let w = weights(256, 6);
+        let plain = run(GgmlType::Q8_0, Input::F32(&x), 256, None, 1);
+        let weighted = run(GgmlType::Q8_0, Input::F32(&x), 256, Some(&w), 2);
+        assert_eq!(plain, weighted);
+        assert!(!accepts_imatrix(GgmlType::Q8_0));
     }
 
     #[test]
@@ -534,7 +549,7 @@ mod tests {
             let whole = bits.len() / n_per_row * n_per_row;
             let x: Vec<f32> = bits[..whole].iter().map(|&b| f32::from_bits(b)).collect();
             let w: Vec<f32> = w_bits.iter().map(|&b| f32::from_bits(b)).collect();
-            let imatrix = (use_imatrix && accepts_imatrix(ty)).then_some(&w[..n_per_row]);
+            let imatrix = use_imatrix.then_some(&w[..n_per_row]);
             let len = whole / block * size;
             let mut out = vec![0u8; len];
             prop_assert!(quantize(ty, Input::F32(&x), n_per_row, &mut out, imatrix, Some(2)).is_ok());
