@@ -15,7 +15,7 @@ import pytest
 import quantlens
 from quantlens.cli import main
 from quantlens.convert import convert_to_gguf, convert_to_safetensors, parse_size, plan_gguf
-from quantlens.quant_mix import choose_types, ggml_n_dims
+from quantlens.quant_mix import FILE_TYPES, choose_types, ggml_n_dims
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SOURCES = [
@@ -102,9 +102,10 @@ LLAMA_CONFIG: dict[str, Any] = {
 }
 
 
-def _write_tiny_llama(folder: Path) -> None:
+def _write_tiny_llama(folder: Path, **overrides: Any) -> None:
     """A random llama checkpoint: by transformers' ``save_pretrained`` when installed,
     else the same tensor names and config written with the safetensors package."""
+    c = LLAMA_CONFIG | overrides
     try:
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -119,14 +120,14 @@ def _write_tiny_llama(folder: Path) -> None:
         return
     from safetensors.numpy import save_file
 
-    c = LLAMA_CONFIG
     hidden, inter, kv = c["hidden_size"], c["intermediate_size"], c["num_key_value_heads"]
     kv_rows = kv * hidden // c["num_attention_heads"]
     shapes = {
         "model.embed_tokens.weight": (c["vocab_size"], hidden),
-        "lm_head.weight": (c["vocab_size"], hidden),
         "model.norm.weight": (hidden,),
     }
+    if not c["tie_word_embeddings"]:
+        shapes["lm_head.weight"] = (c["vocab_size"], hidden)
     for i in range(c["num_hidden_layers"]):
         p = f"model.layers.{i}."
         shapes |= {
@@ -152,6 +153,22 @@ def _write_tiny_llama(folder: Path) -> None:
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-llama")
     _write_tiny_llama(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def odd_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Rows of 160 weights (not whole k-quant blocks: fallbacks) and tied embeddings."""
+    folder = tmp_path_factory.mktemp("odd-llama")
+    _write_tiny_llama(
+        folder,
+        hidden_size=160,
+        intermediate_size=320,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        tie_word_embeddings=True,
+    )
     return folder
 
 
@@ -436,3 +453,45 @@ def test_llama_cpp_runs_the_converted_model_like_transformers(
         expected = reference(torch.tensor([ids])).logits[0].numpy()
     # Measured: about 5e-4 of the largest logit; unpermuted Q/K projections give about 2e-2.
     assert np.abs(got - expected).max() < 3e-3 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("model", ["tiny_llama", "odd_llama"])
+@pytest.mark.parametrize("label", [ft.label for ft in FILE_TYPES.values() if ft.quantized])
+def test_mixes_equal_llama_quantize_byte_for_byte(
+    request: pytest.FixtureRequest, tmp_path: Path, model: str, label: str
+) -> None:
+    """llama.cpp's own llama-quantize (``llama_model_quantize`` in llama-cpp-python's
+    libllama) on our F32 conversion gives the same file as converting straight to
+    ``label``: every tensor's type and bytes."""
+    import ctypes
+
+    try:
+        from llama_cpp import llama_cpp as lib
+    except ImportError as e:
+        pytest.skip(f"llama-cpp-python is not importable: {e}")
+    src: Path = request.getfixturevalue(model)
+    plan = plan_gguf(src, tmp_path / "ours.gguf", label)
+    missing = sorted(
+        {t.ggml_type.name for t in plan.tensors if not quantlens.can_quantize(t.ggml_type)}
+        - {"F32", "F16"}
+    )
+    if missing:
+        pytest.skip(f"this build cannot quantize {missing} yet")
+    convert_to_gguf(src, tmp_path / "f32.gguf", "F32")
+    convert_to_gguf(src, tmp_path / "ours.gguf", label)
+    lib.llama_backend_init()
+    params = lib.llama_model_quantize_default_params()
+    params.ftype = FILE_TYPES[label].id
+    params.nthread = 2
+    rc = lib.llama_model_quantize(
+        str(tmp_path / "f32.gguf").encode(),
+        str(tmp_path / "ref.gguf").encode(),
+        ctypes.byref(params),
+    )
+    assert rc == 0
+    reference = {t.name: t for t in gguf.GGUFReader(tmp_path / "ref.gguf").tensors}
+    ours = {t.name: t for t in gguf.GGUFReader(tmp_path / "ours.gguf").tensors}
+    assert ours.keys() == reference.keys()
+    for name, ref in reference.items():
+        assert ours[name].tensor_type == ref.tensor_type, name
+        assert ours[name].data.tobytes() == ref.data.tobytes(), name

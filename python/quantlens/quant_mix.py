@@ -31,6 +31,9 @@ Not modelled: mixture-of-experts and Falcon rules, the 70B attn_v rule (it needs
 model's size class), importance-matrix variants, and the i-quant labels below IQ4.
 Labels ``Q3_K``, ``Q4_K`` and ``Q5_K`` mean ``_M``, as in llama-quantize.
 
+The tests run llama.cpp's own ``llama_model_quantize`` on an F32 conversion for every
+label here and require the same type and bytes for every tensor.
+
 For F32, F16 and BF16 the rule is ``convert_hf_to_gguf.py``'s: 1-D tensors and norms are
 F32, everything else the label's type.
 """
