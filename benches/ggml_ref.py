@@ -70,13 +70,25 @@ class Ggml:
     def can_quantize(self, type_id: int) -> bool:
         return not self.lib.ggml_quantize_requires_imatrix(type_id)
 
-    def quantize(self, type_id: int, values: np.ndarray, type_size: int, block: int) -> np.ndarray:
-        """Quantize rows of float32 ``values`` (shape ``(rows, n_per_row)``) with ggml."""
+    def quantize(
+        self,
+        type_id: int,
+        values: np.ndarray,
+        type_size: int,
+        block: int,
+        imatrix: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Quantize rows of float32 ``values`` (shape ``(rows, n_per_row)``) with ggml's
+        ``ggml_quantize_chunk``, optionally with importance weights (one per column)."""
         rows, per_row = values.shape
         values = np.ascontiguousarray(values, np.float32)
         out = np.zeros(rows * per_row // block * type_size, np.uint8)
+        weights = None
+        if imatrix is not None:
+            imatrix = np.ascontiguousarray(imatrix, np.float32)
+            weights = imatrix.ctypes.data
         self.lib.ggml_quantize_init(type_id)
         self.lib.ggml_quantize_chunk(
-            type_id, values.ctypes.data, out.ctypes.data, 0, rows, per_row, None
+            type_id, values.ctypes.data, out.ctypes.data, 0, rows, per_row, weights
         )
         return out

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from quantlens._core import __version__
 from quantlens.decode import dequantize, kernel_isa
+from quantlens.encode import can_quantize, quantize
 from quantlens.exceptions import (
     LimitExceededError,
     MalformedFileError,
@@ -37,6 +38,7 @@ from quantlens.files import (
     open_weights,
 )
 from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType, file_type_label
+from quantlens.gguf_writer import GGUFWriter
 
 if TYPE_CHECKING:
     from quantlens.config import (
@@ -80,6 +82,7 @@ __all__ = [
     "DeviceSpec",
     "GGMLQuantizationType",
     "GGUFFile",
+    "GGUFWriter",
     "HuggingFaceRepo",
     "KVCacheStrategy",
     "LimitExceededError",
@@ -108,8 +111,10 @@ __all__ = [
     "WeightTensorInfo",
     "WeightsFormat",
     "__version__",
+    "can_quantize",
     "dequantize",
     "file_type_label",
     "kernel_isa",
     "open_weights",
+    "quantize",
 ]

@@ -9,13 +9,16 @@ import numpy.typing as npt
 
 __all__ = [
     "GgufModel",
+    "GgufWriter",
     "MappedBytes",
     "MetadataArray",
     "TensorInfo",
     "WeightModel",
     "WeightTensorInfo",
     "__version__",
+    "accepts_imatrix",
     "can_dequantize",
+    "can_quantize",
     "default_threads",
     "dequantize",
     "encoding_order",
@@ -23,6 +26,7 @@ __all__ = [
     "file_type_label",
     "ggml_types",
     "kernel_isa",
+    "quantize",
     "rank_encodings",
     "scale_fields",
     "sniff_file",
@@ -74,6 +78,24 @@ def scale_fields(type_id: int) -> list[tuple[str, int]]:
 
 def default_threads() -> int:
     """The thread count used when none is given."""
+
+def quantize(
+    data: npt.NDArray[Any],
+    dtype: str,
+    type_id: int,
+    n_per_row: int,
+    imatrix: npt.NDArray[np.float32] | None = None,
+    threads: int | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Quantize rows of ``n_per_row`` weights (C-contiguous; float32, or uint16 bits for
+    float16/bfloat16) to ggml type ``type_id`` into a new flat uint8 array, with the GIL
+    released."""
+
+def can_quantize(type_id: int) -> bool:
+    """Whether quantlens can quantize to ggml type ``type_id``."""
+
+def accepts_imatrix(type_id: int) -> bool:
+    """Whether an importance matrix changes how ggml type ``type_id`` is quantized."""
 
 @final
 class GgufModel:
@@ -199,3 +221,39 @@ class WeightTensorInfo:
     def offset(self) -> int: ...
     @property
     def nbytes(self) -> int: ...
+
+@final
+class GgufWriter:
+    """A GGUF file (or split set of files) being written; see ``quantlens.gguf_writer``.
+
+    Metadata values are ``(type_id, payload)``: scalars as Python numbers, strings as
+    ``str`` or ``bytes``, arrays as ``(element_type_id, items)`` with items packed
+    little-endian ``bytes`` for fixed-size elements, a list of ``str``/``bytes`` for
+    strings, or a list of arrays.
+    """
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        alignment: int = 32,
+        split_max_bytes: int | None = None,
+        split_max_tensors: int | None = None,
+    ) -> GgufWriter: ...
+    def add_metadata(self, key: str, value: tuple[int, Any]) -> None: ...
+    def add_tensor_info(self, name: str, shape: list[int], type_id: int) -> None: ...
+    def begin(self) -> None: ...
+    def write_tensor_data(self, name: str, data: npt.NDArray[np.uint8]) -> None: ...
+    def finish(self) -> list[Path]: ...
+    def abort(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def alignment(self) -> int: ...
+    @property
+    def output_paths(self) -> list[Path]: ...
+    @property
+    def output_sizes(self) -> list[int]: ...
+    @property
+    def temp_paths(self) -> list[Path]: ...
+    @property
+    def bytes_written(self) -> int: ...

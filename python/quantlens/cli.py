@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+from quantlens import convert
 from quantlens.exceptions import QuantlensError
 from quantlens.files import open_weights
 
@@ -20,11 +21,13 @@ def sample_model_path() -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="quantlens", description="Inspect model weight files.")
+    parser = argparse.ArgumentParser(
+        prog="quantlens", description="Inspect and convert model weight files."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser(
         "inspect",
-        help="print a GGUF file's metadata, tensors and a summary",
+        help="print a weight file's metadata, tensors and a summary",
         description="Print a GGUF file's metadata and tensors in gguf-dump's layout, "
         "with a summary. Without PATH, inspects the sample model shipped with quantlens.",
     )
@@ -41,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     from quantlens import cli_resolve
 
     cli_resolve.add_parser(commands)
+    convert.add_parser(commands)
     return parser
 
 
@@ -64,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return cli_resolve.run(args)
     try:
-        output = _inspect(args)
-    except (QuantlensError, OSError) as e:
+        output = convert.run(args) if args.command == "convert" else _inspect(args)
+    except (QuantlensError, OSError, ValueError) as e:
         print(f"quantlens: error: {e}", file=sys.stderr)
         return 1
     try:

@@ -10,6 +10,7 @@ import numpy as np
 
 from quantlens.decode import dequantize as _dequantize
 from quantlens.decode import to_ggml_type
+from quantlens.encode import quantize_like_gguf
 from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "dequantize",
     "quant_shape_from_byte_shape",
     "quant_shape_to_byte_shape",
+    "quantize",
 ]
 
 #: Weights per k-quant super-block.
@@ -49,6 +51,16 @@ def quant_shape_from_byte_shape(
             f"{quant_type.name} type size ({type_size})"
         )
     return (*shape[:-1], shape[-1] // type_size * block_size)
+
+
+def quantize(data: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray[Any, Any]:
+    """Quantize ``data`` (rows of weights) as gguf-py does, byte-identical with ggml.
+
+    ``F32`` and ``F16`` give float arrays, ``BF16`` and the quantized types ``uint8`` arrays
+    of shape ``(..., row_bytes)``; a type quantlens cannot produce raises
+    ``NotImplementedError``, as in gguf-py.
+    """
+    return quantize_like_gguf(data, qtype)
 
 
 def dequantize(data: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray[Any, Any]:

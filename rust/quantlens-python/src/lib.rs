@@ -6,7 +6,9 @@ mod encoding;
 mod errors;
 mod gguf;
 mod metadata;
+mod quantize;
 mod weights;
+mod writer;
 
 use pyo3::prelude::*;
 
@@ -46,11 +48,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encoding::rank_encodings, m)?)?;
     m.add_function(wrap_pyfunction!(encoding::encoding_order, m)?)?;
     m.add_function(wrap_pyfunction!(encoding::file_type_encoding, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::can_quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::accepts_imatrix, m)?)?;
     m.add_class::<gguf::GgufModel>()?;
     m.add_class::<gguf::TensorInfo>()?;
     m.add_class::<metadata::MetadataArray>()?;
     m.add_class::<gguf::MappedBytes>()?;
     m.add_class::<weights::WeightModel>()?;
     m.add_class::<weights::WeightTensorInfo>()?;
+    m.add_class::<writer::GgufWriter>()?;
     Ok(())
 }

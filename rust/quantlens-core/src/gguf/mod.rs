@@ -1,10 +1,11 @@
-//! GGUF: header parsing, metadata values, and models split across several files.
+//! GGUF: header parsing, metadata values, models split across several files, and writing.
 
 mod cursor;
 mod header;
 pub mod limits;
 mod model;
 mod value;
+pub mod writer;
 
 pub use cursor::Endian;
 pub use header::{Header, KeyValue, TensorInfo, DEFAULT_ALIGNMENT, MAGIC};

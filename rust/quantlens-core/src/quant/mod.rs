@@ -29,6 +29,7 @@ pub mod dispatch;
 pub mod endian;
 pub mod output;
 pub mod parallel;
+pub mod quantize;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -42,7 +42,7 @@ pub fn default_threads() -> usize {
 }
 
 /// Pools by thread count, tagged with the process that built them.
-fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+pub(crate) fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
     type Pools = (u32, HashMap<usize, Arc<rayon::ThreadPool>>);
     static POOLS: Mutex<Option<Pools>> = Mutex::new(None);
     let pid = std::process::id();

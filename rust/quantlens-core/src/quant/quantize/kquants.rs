@@ -1,0 +1,578 @@
+//! Quantizers for the k-quants `Q2_K`, `Q3_K`, `Q4_K`, `Q5_K` and `Q6_K`, byte-identical with
+//! ggml's `ggml_quantize_chunk`.
+//!
+//! Without an importance matrix each type follows ggml's `quantize_row_*_K_ref`; with one,
+//! ggml's `quantize_row_*_K_impl`, which weights every value by `w · sqrt(σ² + x²)` (`σ²`
+//! the block's mean square, doubled for `Q3_K`, `Q4_K` and `Q5_K`) and chooses the
+//! super-block scales by a weighted search too. Both paths first fit every sub-block, then
+//! quantize the sub-block scales to 4 or 6 bits under f16 super-block scales, and finally
+//! requantize the values against the scales a decoder will actually see.
+//!
+//! Each function takes one row: `src` whole 256-value super-blocks, `dst` exactly their
+//! bytes, `imatrix` one weight per value. Only the blocks present in all three are written
+//! (the callers check lengths). Any f32 input is accepted: NaN and infinities produce the
+//! bytes ggml's release build produces, and nothing here panics or allocates.
+
+use super::search::{
+    f16_bits, make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
+    nearest_int, AffineSearch, GROUP_MAX_EPS,
+};
+use crate::quant::blocks::{q2_k, q3_k, q4_k, q5_k, q6_k, QK_K};
+use crate::quant::scalar::kquants::k4_scale_min;
+use half::f16;
+
+/// The value a decoder reads from f16 `bits`.
+#[inline]
+fn f16_value(bits: u16) -> f32 {
+    f16::from_bits(bits).to_f32()
+}
+
+/// Stores f16 `bits` little-endian at `at`.
+#[inline]
+fn put_f16(out: &mut [u8], at: usize, bits: u16) {
+    out[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+}
+
+/// Calls `quantize_block` on each super-block of the row, with its weights when given.
+#[inline]
+fn for_each_block(
+    src: &[f32],
+    dst: &mut [u8],
+    imatrix: Option<&[f32]>,
+    size: usize,
+    mut quantize_block: impl FnMut(&[f32], Option<&[f32]>, &mut [u8]),
+) {
+    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(size));
+    match imatrix {
+        None => blocks.for_each(|(x, out)| quantize_block(x, None, out)),
+        Some(w) => blocks
+            .zip(w.chunks_exact(QK_K))
+            .for_each(|((x, out), w)| quantize_block(x, Some(w), out)),
+    }
+}
+
+/// `Σ x²` of a block, summed in order.
+#[inline]
+fn sum_squares(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |s, &v| s + v * v)
+}
+
+/// The importance weights `qw · sqrt(sigma2 + x²)` of one sub-block, and their sum.
+#[inline]
+fn importance<const N: usize>(x: &[f32], qw: &[f32], sigma2: f32) -> ([f32; N], f32) {
+    let w: [f32; N] = std::array::from_fn(|l| qw[l] * (sigma2 + x[l] * x[l]).sqrt());
+    let sum = w.iter().fold(0.0f32, |s, &v| s + v);
+    (w, sum)
+}
+
+/// Packs 2-bit levels (`Q2_K` and the low bits of `Q3_K`): each 128 values fill 32 bytes,
+/// value `l + 32·k` in bits `2k` of byte `l`.
+fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
+    for (half, q) in levels.chunks_exact(128).zip(qs.chunks_exact_mut(32)) {
+        for (l, b) in q.iter_mut().enumerate() {
+            let packed = u32::from(half[l])
+                | u32::from(half[l + 32]) << 2
+                | u32::from(half[l + 64]) << 4
+                | u32::from(half[l + 96]) << 6;
+            *b = packed as u8;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------- Q2_K
+
+/// The search ggml's `Q2_K` reference runs per 16 values.
+const Q2_K_REF_SEARCH: AffineSearch = AffineSearch {
+    nmax: 3,
+    rmin: -0.5,
+    rdelta: 0.1,
+    nstep: 15,
+    use_mad: true,
+};
+
+/// The search every importance-weighted affine quantizer runs per sub-block.
+const fn weighted_search(nmax: i32) -> AffineSearch {
+    AffineSearch {
+        nmax,
+        rmin: -0.9,
+        rdelta: 0.05,
+        nstep: 36,
+        use_mad: false,
+    }
+}
+
+/// Writes a `Q2_K` block from its packed sub-block scales and f16 scales: requantizes each
+/// sub-block whose scale is not zero, then packs the levels.
+fn finish_q2_k(
+    x: &[f32],
+    levels: &mut [u8; QK_K],
+    scales: &[u8; 16],
+    d: u16,
+    dmin: u16,
+    out: &mut [u8],
+) {
+    let (dv, mv) = (f16_value(d), f16_value(dmin));
+    for (j, &sc) in scales.iter().enumerate() {
+        let dl = dv * f32::from(sc & 0x0F);
+        if dl == 0.0 {
+            continue;
+        }
+        let ml = mv * f32::from(sc >> 4);
+        for (l, &xi) in levels[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..]) {
+            *l = nearest_int((xi + ml) / dl).clamp(0, 3) as u8;
+        }
+    }
+    out[q2_k::SCALES..q2_k::SCALES + 16].copy_from_slice(scales);
+    pack_2bit(levels, &mut out[q2_k::QS..q2_k::QS + 64]);
+    put_f16(out, q2_k::D, d);
+    put_f16(out, q2_k::DMIN, dmin);
+}
+
+fn q2_k_block_ref(x: &[f32], out: &mut [u8]) {
+    let mut levels = [0u8; QK_K];
+    let mut aux = [0u8; 16];
+    let (mut scales, mut mins) = ([0.0f32; 16], [0.0f32; 16]);
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..16 {
+        let xs = &x[16 * j..16 * j + 16];
+        let weights: [f32; 16] = std::array::from_fn(|l| xs[l].abs());
+        let (scale, min) = make_qkx2_quants(
+            xs,
+            &weights,
+            &mut levels[16 * j..],
+            &mut aux,
+            Q2_K_REF_SEARCH,
+        );
+        (scales[j], mins[j]) = (scale, min);
+        if scale > max_scale {
+            max_scale = scale;
+        }
+        if min > max_min {
+            max_min = min;
+        }
+    }
+    let mut packed = [0u8; 16];
+    let d = if max_scale > 0.0 {
+        let iscale = 15.0 / max_scale;
+        for (p, &s) in packed.iter_mut().zip(&scales) {
+            *p = nearest_int(iscale * s) as u8;
+        }
+        f16_bits(max_scale / 15.0)
+    } else {
+        f16_bits(0.0)
+    };
+    let dmin = if max_min > 0.0 {
+        let iscale = 15.0 / max_min;
+        for (p, &m) in packed.iter_mut().zip(&mins) {
+            *p |= (nearest_int(iscale * m) << 4) as u8;
+        }
+        f16_bits(max_min / 15.0)
+    } else {
+        f16_bits(0.0)
+    };
+    finish_q2_k(x, &mut levels, &packed, d, dmin, out);
+}
+
+fn q2_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
+    let mut levels = [0u8; QK_K];
+    let mut aux = [0u8; 16];
+    let (mut scales, mut mins, mut sw) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 16]);
+    let sigma2 = sum_squares(x) / QK_K as f32;
+    for j in 0..16 {
+        let xs = &x[16 * j..16 * j + 16];
+        let (weights, sum) = importance::<16>(xs, &qw[16 * j..], sigma2);
+        sw[j] = sum;
+        (scales[j], mins[j]) = make_qkx3_quants(
+            xs,
+            Some(&weights),
+            &mut levels[16 * j..],
+            &mut aux,
+            weighted_search(3),
+        );
+    }
+    let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
+    let d = f16_bits(make_qp_quants(&scales, 15, &mut ls, &sw));
+    let dmin = f16_bits(make_qp_quants(&mins, 15, &mut lm, &sw));
+    let packed: [u8; 16] = std::array::from_fn(|j| ls[j] | (u32::from(lm[j]) << 4) as u8);
+    finish_q2_k(x, &mut levels, &packed, d, dmin, out);
+}
+
+/// Quantizes one row to `Q2_K` (ggml's `quantize_row_q2_K_ref`, or `quantize_row_q2_K_impl`
+/// with an importance matrix).
+pub fn quantize_row_q2_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    for_each_block(src, dst, imatrix, q2_k::SIZE, |x, w, out| match w {
+        None => q2_k_block_ref(x, out),
+        Some(w) => q2_k_block_weighted(x, w, out),
+    });
+}
+
+// ---------------------------------------------------------------------------------- Q3_K
+
+/// Packs sixteen 6-bit `Q3_K` scales (already biased by 32) into 12 bytes: low nibbles in
+/// bytes 0..8, high bit pairs in 8..12.
+fn pack_q3_k_scales(biased: &[i32; 16]) -> [u8; 12] {
+    let mut s = [0u8; 12];
+    for (j, &l) in biased.iter().enumerate() {
+        if j < 8 {
+            s[j] = (l & 0x0F) as u8;
+        } else {
+            s[j - 8] |= ((l & 0x0F) << 4) as u8;
+        }
+        s[8 + j % 4] |= ((l >> 4) << (2 * (j / 4))) as u8;
+    }
+    s
+}
+
+/// Scale `j` of packed `Q3_K` scales, unbiased (-32..=31).
+#[inline]
+fn q3_k_scale(s: &[u8; 12], j: usize) -> i32 {
+    let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
+    let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    i32::from(low | (high << 4)) - 32
+}
+
+/// Writes a `Q3_K` block from its packed scales and f16 scale: requantizes each sub-block
+/// whose scale is not zero, splits off the high bits, packs the rest.
+fn finish_q3_k(x: &[f32], levels: &mut [u8; QK_K], scales: &[u8; 12], d: u16, out: &mut [u8]) {
+    let dv = f16_value(d);
+    for j in 0..16 {
+        let dl = dv * q3_k_scale(scales, j) as f32;
+        if dl == 0.0 {
+            continue;
+        }
+        for (l, &xi) in levels[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..]) {
+            *l = (nearest_int(xi / dl).clamp(-4, 3) + 4) as u8;
+        }
+    }
+    // The high bit of value j goes to bit j / 32 of hmask byte j % 32.
+    let hmask = &mut out[q3_k::HMASK..q3_k::HMASK + 32];
+    hmask.fill(0);
+    for (j, l) in levels.iter_mut().enumerate() {
+        if *l > 3 {
+            hmask[j % 32] |= 1 << (j / 32);
+            *l -= 4;
+        }
+    }
+    pack_2bit(levels, &mut out[q3_k::QS..q3_k::QS + 64]);
+    out[q3_k::SCALES..q3_k::SCALES + 12].copy_from_slice(scales);
+    put_f16(out, q3_k::D, d);
+}
+
+/// Signed levels biased by their `nmax` as unsigned bytes.
+#[inline]
+fn as_unsigned(levels: &[i8; QK_K]) -> [u8; QK_K] {
+    levels.map(|l| l as u8)
+}
+
+fn q3_k_block_ref(x: &[f32], out: &mut [u8]) {
+    let mut levels = [0i8; QK_K];
+    let mut scales = [0.0f32; 16];
+    let (mut max_scale, mut amax) = (0.0f32, 0.0f32);
+    for (j, s) in scales.iter_mut().enumerate() {
+        *s = make_q3_quants(&x[16 * j..16 * j + 16], 4, &mut levels[16 * j..], true);
+        if s.abs() > amax {
+            amax = s.abs();
+            max_scale = *s;
+        }
+    }
+    let (packed, d) = if max_scale == 0.0 {
+        ([0u8; 12], f16_bits(0.0))
+    } else {
+        let iscale = -32.0 / max_scale;
+        let biased: [i32; 16] = std::array::from_fn(|j| {
+            let l = i32::from(nearest_int(iscale * scales[j]) as i8);
+            l.clamp(-32, 31) + 32
+        });
+        (pack_q3_k_scales(&biased), f16_bits(1.0 / iscale))
+    };
+    finish_q3_k(x, &mut as_unsigned(&levels), &packed, d, out);
+}
+
+fn q3_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
+    let mut levels = [0i8; QK_K];
+    let (mut scales, mut sw) = ([0.0f32; 16], [0.0f32; 16]);
+    let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
+    for j in 0..16 {
+        let xs = &x[16 * j..16 * j + 16];
+        let (weights, sum) = importance::<16>(xs, &qw[16 * j..], sigma2);
+        sw[j] = sum;
+        scales[j] = make_qx_quants(xs, 4, &mut levels[16 * j..], 1, Some(&weights));
+    }
+    let mut ls = [0i8; 16];
+    let d_block = make_qx_quants(&scales, 32, &mut ls, 1, Some(&sw));
+    let biased: [i32; 16] = ls.map(i32::from);
+    finish_q3_k(
+        x,
+        &mut as_unsigned(&levels),
+        &pack_q3_k_scales(&biased),
+        f16_bits(d_block),
+        out,
+    );
+}
+
+/// Quantizes one row to `Q3_K` (ggml's `quantize_row_q3_K_ref`, or `quantize_row_q3_K_impl`
+/// with an importance matrix).
+pub fn quantize_row_q3_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    for_each_block(src, dst, imatrix, q3_k::SIZE, |x, w, out| match w {
+        None => q3_k_block_ref(x, out),
+        Some(w) => q3_k_block_weighted(x, w, out),
+    });
+}
+
+// ------------------------------------------------------------------------------ Q4_K, Q5_K
+
+/// Packs eight 6-bit scales and mins the `Q4_K`/`Q5_K` way: the first four of each whole
+/// in bytes 0..8, the last four as nibbles in 8..12 with their top two bits in the spare
+/// bits of 0..8. Levels above 63 keep only the bits ggml keeps.
+fn pack_k4_scales(ls: [u8; 8], lm: [u8; 8]) -> [u8; 12] {
+    let mut s = [0u8; 12];
+    for j in 0..8 {
+        let (sc, m) = (u32::from(ls[j]), u32::from(lm[j]));
+        if j < 4 {
+            s[j] = sc as u8;
+            s[j + 4] = m as u8;
+        } else {
+            s[j + 4] = ((sc & 0x0F) | ((m & 0x0F) << 4)) as u8;
+            s[j - 4] |= ((sc >> 4) << 6) as u8;
+            s[j] |= ((m >> 4) << 6) as u8;
+        }
+    }
+    s
+}
+
+/// Requantizes the sub-blocks of 32 of a `Q4_K`/`Q5_K` block against their decoded scales
+/// and mins, leaving sub-blocks whose scale is zero as the search left them.
+fn requantize_k4(
+    x: &[f32],
+    levels: &mut [u8; QK_K],
+    scales: &[u8; 12],
+    d: u16,
+    dmin: u16,
+    nmax: i32,
+) {
+    let (dv, mv) = (f16_value(d), f16_value(dmin));
+    for j in 0..8 {
+        let (dl, ml) = k4_scale_min(dv, mv, scales, j);
+        if dl == 0.0 {
+            continue;
+        }
+        for (l, &xi) in levels[32 * j..32 * j + 32].iter_mut().zip(&x[32 * j..]) {
+            *l = nearest_int((xi + ml) / dl).clamp(0, nmax) as u8;
+        }
+    }
+}
+
+/// The reference fit shared by `Q4_K` and `Q5_K`: per 32 values, weights `rms + |x|` and
+/// an affine search; the largest scale and min set the f16 super-block scales, and each
+/// sub-block's scale and min are rounded to 6 bits against them.
+/// Returns the packed scales and the f16 `d`, `dmin`.
+fn k4_fit_ref(x: &[f32], levels: &mut [u8; QK_K], search: AffineSearch) -> ([u8; 12], u16, u16) {
+    let mut aux = [0u8; 32];
+    let (mut scales, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..8 {
+        let xs = &x[32 * j..32 * j + 32];
+        let av_x = (sum_squares(xs) / 32.0).sqrt();
+        let weights: [f32; 32] = std::array::from_fn(|l| av_x + xs[l].abs());
+        let (scale, min) = make_qkx2_quants(xs, &weights, &mut levels[32 * j..], &mut aux, search);
+        (scales[j], mins[j]) = (scale, min);
+        if scale > max_scale {
+            max_scale = scale;
+        }
+        if min > max_min {
+            max_min = min;
+        }
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let ls: [u8; 8] = std::array::from_fn(|j| (nearest_int(inv_scale * scales[j]) as u8).min(63));
+    let lm: [u8; 8] = std::array::from_fn(|j| (nearest_int(inv_min * mins[j]) as u8).min(63));
+    (
+        pack_k4_scales(ls, lm),
+        f16_bits(max_scale / 63.0),
+        f16_bits(max_min / 63.0),
+    )
+}
+
+/// The importance-weighted fit shared by `Q4_K` and `Q5_K`: per 32 values an affine search
+/// under importance weights, then weighted 6-bit searches over the scales and over the
+/// mins, weighted by each sub-block's total weight. `cap` applies ggml's `MIN(63, ·)` where
+/// it does (`Q5_K` only).
+fn k4_fit_weighted(
+    x: &[f32],
+    qw: &[f32],
+    levels: &mut [u8; QK_K],
+    nmax: i32,
+    cap: bool,
+) -> ([u8; 12], u16, u16) {
+    let mut aux = [0u8; 32];
+    let (mut scales, mut mins, mut sw) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
+    let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
+    for j in 0..8 {
+        let xs = &x[32 * j..32 * j + 32];
+        let (weights, sum) = importance::<32>(xs, &qw[32 * j..], sigma2);
+        sw[j] = sum;
+        (scales[j], mins[j]) = make_qkx3_quants(
+            xs,
+            Some(&weights),
+            &mut levels[32 * j..],
+            &mut aux,
+            weighted_search(nmax),
+        );
+    }
+    let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+    let d_block = make_qp_quants(&scales, 63, &mut ls, &sw);
+    let m_block = make_qp_quants(&mins, 63, &mut lm, &sw);
+    if cap {
+        ls = ls.map(|l| l.min(63));
+        lm = lm.map(|l| l.min(63));
+    }
+    (pack_k4_scales(ls, lm), f16_bits(d_block), f16_bits(m_block))
+}
+
+/// Writes a `Q4_K` block: scales, requantized nibbles (each 64 values fill 32 bytes, low
+/// nibbles first).
+fn finish_q4_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), out: &mut [u8]) {
+    let (scales, d, dmin) = fit;
+    requantize_k4(x, levels, &scales, d, dmin, 15);
+    put_f16(out, q4_k::D, d);
+    put_f16(out, q4_k::DMIN, dmin);
+    out[q4_k::SCALES..q4_k::SCALES + 12].copy_from_slice(&scales);
+    let qs = &mut out[q4_k::QS..q4_k::QS + 128];
+    for (chunk, q) in levels.chunks_exact(64).zip(qs.chunks_exact_mut(32)) {
+        for (l, b) in q.iter_mut().enumerate() {
+            *b = chunk[l] | (chunk[l + 32] << 4);
+        }
+    }
+}
+
+/// Quantizes one row to `Q4_K` (ggml's `quantize_row_q4_K_ref`, or `quantize_row_q4_K_impl`
+/// with an importance matrix).
+pub fn quantize_row_q4_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    const SEARCH: AffineSearch = AffineSearch {
+        nmax: 15,
+        rmin: -1.0,
+        rdelta: 0.1,
+        nstep: 20,
+        use_mad: false,
+    };
+    for_each_block(src, dst, imatrix, q4_k::SIZE, |x, w, out| {
+        let mut levels = [0u8; QK_K];
+        let fit = match w {
+            None => k4_fit_ref(x, &mut levels, SEARCH),
+            Some(w) => k4_fit_weighted(x, w, &mut levels, 15, false),
+        };
+        finish_q4_k(x, &mut levels, fit, out);
+    });
+}
+
+/// Writes a `Q5_K` block: scales, requantized values as low nibbles (as in `Q4_K`) and
+/// fifth bits (value `64c + l` in bit `2c` of `qh[l]`, value `64c + 32 + l` in bit `2c + 1`).
+fn finish_q5_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), out: &mut [u8]) {
+    let (scales, d, dmin) = fit;
+    requantize_k4(x, levels, &scales, d, dmin, 31);
+    put_f16(out, q5_k::D, d);
+    put_f16(out, q5_k::DMIN, dmin);
+    out[q5_k::SCALES..q5_k::SCALES + 12].copy_from_slice(&scales);
+    let mut qh = [0u8; 32];
+    let qs = &mut out[q5_k::QS..q5_k::QS + 128];
+    for (c, (chunk, q)) in levels
+        .chunks_exact(64)
+        .zip(qs.chunks_exact_mut(32))
+        .enumerate()
+    {
+        for (l, b) in q.iter_mut().enumerate() {
+            let (lo, hi) = (chunk[l], chunk[l + 32]);
+            qh[l] |= (lo >> 4) << (2 * c) | (hi >> 4) << (2 * c + 1);
+            *b = (lo & 0x0F) | ((hi & 0x0F) << 4);
+        }
+    }
+    out[q5_k::QH..q5_k::QH + 32].copy_from_slice(&qh);
+}
+
+/// Quantizes one row to `Q5_K` (ggml's `quantize_row_q5_K_ref`, or `quantize_row_q5_K_impl`
+/// with an importance matrix).
+pub fn quantize_row_q5_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    const SEARCH: AffineSearch = AffineSearch {
+        nmax: 31,
+        rmin: -0.5,
+        rdelta: 0.1,
+        nstep: 15,
+        use_mad: false,
+    };
+    for_each_block(src, dst, imatrix, q5_k::SIZE, |x, w, out| {
+        let mut levels = [0u8; QK_K];
+        let fit = match w {
+            None => k4_fit_ref(x, &mut levels, SEARCH),
+            Some(w) => k4_fit_weighted(x, w, &mut levels, 31, true),
+        };
+        finish_q5_k(x, &mut levels, fit, out);
+    });
+}
+
+// ---------------------------------------------------------------------------------- Q6_K
+
+/// Quantizes one row to `Q6_K` (ggml's `quantize_row_q6_K_ref`, or `quantize_row_q6_K_impl`
+/// with an importance matrix, which only weights the per-16 scale search).
+pub fn quantize_row_q6_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    for_each_block(src, dst, imatrix, q6_k::SIZE, q6_k_block);
+}
+
+fn q6_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
+    let mut levels = [0i8; QK_K];
+    let mut scales = [0.0f32; 16];
+    let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+    for (ib, s) in scales.iter_mut().enumerate() {
+        let w = qw.map(|w| &w[16 * ib..16 * ib + 16]);
+        *s = make_qx_quants(&x[16 * ib..16 * ib + 16], 32, &mut levels[16 * ib..], 1, w);
+        if s.abs() > max_abs_scale {
+            max_abs_scale = s.abs();
+            max_scale = *s;
+        }
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        out.fill(0);
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    let d_bits = f16_bits(1.0 / iscale);
+    let sc: [i8; 16] = scales.map(|s| nearest_int(iscale * s).min(127) as i8);
+    let dv = f16_value(d_bits);
+    for (j, &s) in sc.iter().enumerate() {
+        let dl = dv * f32::from(s);
+        if dl == 0.0 {
+            continue;
+        }
+        for (l, &xi) in levels[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..]) {
+            *l = (nearest_int(xi / dl).clamp(-32, 31) + 32) as i8;
+        }
+    }
+    // Each 128 values fill 64 ql bytes and 32 qh bytes: values l, l+32, l+64, l+96 share
+    // qh[l]; their low nibbles go to ql[l] (l, l+64) and ql[l+32] (l+32, l+96).
+    let levels = as_unsigned(&levels);
+    let (ql, rest) = out[q6_k::QL..].split_at_mut(128);
+    let qh = &mut rest[..64];
+    for ((chunk, ql), qh) in levels
+        .chunks_exact(128)
+        .zip(ql.chunks_exact_mut(64))
+        .zip(qh.chunks_exact_mut(32))
+    {
+        for (l, h) in qh.iter_mut().enumerate() {
+            let quarter = [chunk[l], chunk[l + 32], chunk[l + 64], chunk[l + 96]];
+            ql[l] = (quarter[0] & 0x0F) | ((quarter[2] & 0x0F) << 4);
+            ql[l + 32] = (quarter[1] & 0x0F) | ((quarter[3] & 0x0F) << 4);
+            *h = (quarter[0] >> 4)
+                | (quarter[1] >> 4) << 2
+                | (quarter[2] >> 4) << 4
+                | (quarter[3] >> 4) << 6;
+        }
+    }
+    for (o, &s) in out[q6_k::SCALES..q6_k::SCALES + 16].iter_mut().zip(&sc) {
+        *o = s as u8;
+    }
+    put_f16(out, q6_k::D, d_bits);
+}

@@ -1,0 +1,217 @@
+//! ggml's reference quantizers of the 32-weight types `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1` and
+//! `Q8_0` (`quantize_row_*_ref`, which `ggml_quantize_chunk` runs when no importance matrix
+//! is given).
+//!
+//! Each block is scaled by its extreme value and every weight rounded on its own, with
+//! ggml's f32 operations in ggml's order: the scale is divided (not multiplied by a
+//! reciprocal), its inverse is `1.0 / d` (0 for a zero scale), and quants are truncated
+//! after adding `0.5` (plus the zero point). NaN weights never become the extreme value;
+//! their quants, like those of weights scaled to infinity, take C's x86 conversion result
+//! ([`trunc_i32`]).
+
+use super::rounding::{fp16_bytes, round_i32, trunc_i32};
+
+/// Weights per block of every type here.
+const QK: usize = 32;
+
+/// The weight of largest magnitude (the first one on ties), and 0 when there is none.
+#[inline]
+fn signed_absmax(x: &[f32]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+/// The smallest and largest weights, ignoring NaN, starting from `(f32::MAX, -f32::MAX)`.
+#[inline]
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
+/// `1.0 / d`, or 0 for a zero scale (a NaN scale counts as non-zero, as in C).
+#[inline]
+fn inverse(d: f32) -> f32 {
+    if d == 0.0 {
+        0.0
+    } else {
+        1.0 / d
+    }
+}
+
+/// `MIN(max, (int8_t)v)`, kept as the byte C stores.
+#[inline]
+fn clamp_i8(v: f32, max: i8) -> u8 {
+    (trunc_i32(v) as i8).min(max) as u8
+}
+
+/// `Q4_0`: `d = max / -8`, quants `x / d + 8` in 0..=15, two per byte.
+pub fn quantize_row_q4_0_ref(src: &[f32], dst: &mut [u8]) {
+    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(18)) {
+        let d = signed_absmax(x) / -8.0;
+        let id = inverse(d);
+        block[..2].copy_from_slice(&fp16_bytes(d));
+        let (lo, hi) = x.split_at(QK / 2);
+        for ((q, &a), &b) in block[2..].iter_mut().zip(lo).zip(hi) {
+            let q0 = clamp_i8(a * id + 8.5, 15);
+            let q1 = clamp_i8(b * id + 8.5, 15);
+            *q = q0 | (q1 << 4);
+        }
+    }
+}
+
+/// `Q4_1`: `d = (max - min) / 15` and `m = min`, quants `(x - min) / d` in 0..=15.
+pub fn quantize_row_q4_1_ref(src: &[f32], dst: &mut [u8]) {
+    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 15.0;
+        let id = inverse(d);
+        block[..2].copy_from_slice(&fp16_bytes(d));
+        block[2..4].copy_from_slice(&fp16_bytes(min));
+        let (lo, hi) = x.split_at(QK / 2);
+        for ((q, &a), &b) in block[4..].iter_mut().zip(lo).zip(hi) {
+            let q0 = clamp_i8((a - min) * id + 0.5, 15);
+            let q1 = clamp_i8((b - min) * id + 0.5, 15);
+            *q = q0 | (q1 << 4);
+        }
+    }
+}
+
+/// Packs 32 five-bit quants: low nibbles two per byte into `qs`, fifth bits into `qh`.
+#[inline]
+fn pack_q5(quant: impl Fn(f32) -> u8, x: &[f32], qh_out: &mut [u8], qs: &mut [u8]) {
+    let (lo, hi) = x.split_at(QK / 2);
+    let mut qh = 0u32;
+    for (j, ((q, &a), &b)) in qs.iter_mut().zip(lo).zip(hi).enumerate() {
+        let q0 = quant(a);
+        let q1 = quant(b);
+        *q = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+        qh |= u32::from((q0 & 0x10) >> 4) << j;
+        qh |= u32::from((q1 & 0x10) >> 4) << (j + QK / 2);
+    }
+    qh_out.copy_from_slice(&qh.to_le_bytes());
+}
+
+/// `Q5_0`: `d = max / -16`, quants `x / d + 16` in 0..=31.
+pub fn quantize_row_q5_0_ref(src: &[f32], dst: &mut [u8]) {
+    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(22)) {
+        let d = signed_absmax(x) / -16.0;
+        let id = inverse(d);
+        let (d_bytes, rest) = block.split_at_mut(2);
+        d_bytes.copy_from_slice(&fp16_bytes(d));
+        let (qh, qs) = rest.split_at_mut(4);
+        pack_q5(|v| clamp_i8(v * id + 16.5, 31), x, qh, qs);
+    }
+}
+
+/// `Q5_1`: `d = (max - min) / 31` and `m = min`, quants `(x - min) / d` in 0..=31.
+pub fn quantize_row_q5_1_ref(src: &[f32], dst: &mut [u8]) {
+    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(24)) {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 31.0;
+        let id = inverse(d);
+        let (head, rest) = block.split_at_mut(4);
+        head[..2].copy_from_slice(&fp16_bytes(d));
+        head[2..].copy_from_slice(&fp16_bytes(min));
+        let (qh, qs) = rest.split_at_mut(4);
+        // `(uint8_t)(x + 0.5f)`: no clamp in ggml; the low five bits are all that is kept.
+        pack_q5(|v| trunc_i32((v - min) * id + 0.5) as u8, x, qh, qs);
+    }
+}
+
+/// `Q8_0`: `d = amax / 127`, quants `round(x / d)` in -127..=127.
+pub fn quantize_row_q8_0_ref(src: &[f32], dst: &mut [u8]) {
+    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(34)) {
+        // ggml's `MAX(amax, fabsf(v))`: a NaN weight becomes the running maximum until a
+        // later weight replaces it.
+        let amax = x.iter().fold(
+            0.0f32,
+            |amax, v| if amax > v.abs() { amax } else { v.abs() },
+        );
+        let d = amax / 127.0;
+        let id = inverse(d);
+        block[..2].copy_from_slice(&fp16_bytes(d));
+        for (q, &v) in block[2..].iter_mut().zip(x) {
+            *q = round_i32(v * id) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::dequantize_f32;
+    use crate::GgmlType;
+
+    type Case = (GgmlType, fn(&[f32], &mut [u8]), usize, f32);
+
+    fn ramp() -> Vec<f32> {
+        (0..64).map(|i| (i as f32 - 20.5) * 0.37).collect()
+    }
+
+    #[test]
+    fn round_trips_stay_within_half_a_step() {
+        let x = ramp();
+        let cases: [Case; 5] = [
+            (GgmlType::Q4_0, quantize_row_q4_0_ref, 18, 8.0),
+            (GgmlType::Q4_1, quantize_row_q4_1_ref, 20, 15.0),
+            (GgmlType::Q5_0, quantize_row_q5_0_ref, 22, 16.0),
+            (GgmlType::Q5_1, quantize_row_q5_1_ref, 24, 31.0),
+            (GgmlType::Q8_0, quantize_row_q8_0_ref, 34, 127.0),
+        ];
+        for (ty, quantize, size, levels) in cases {
+            let mut bytes = vec![0u8; 2 * size];
+            quantize(&x, &mut bytes);
+            let mut back = vec![0f32; 64];
+            dequantize_f32(ty, &bytes, &mut back).unwrap();
+            for (block, (xs, ys)) in x.chunks(32).zip(back.chunks(32)).enumerate() {
+                let range = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // Half a step of the (f16-rounded) scale, with room for the rounding of d.
+                let tol = range / levels * 0.51 * if levels > 31.0 { 1.0 } else { 2.0 };
+                for (a, b) in xs.iter().zip(ys) {
+                    assert!((a - b).abs() <= tol, "{ty} block {block}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_blocks_have_zero_scales_and_mid_quants() {
+        let x = [0.0f32; 32];
+        let mut b = [0u8; 18];
+        quantize_row_q4_0_ref(&x, &mut b);
+        // d = 0 / -8 = -0.0: ggml stores the f16 negative zero.
+        assert_eq!(&b[..2], &[0x00, 0x80]);
+        assert!(b[2..].iter().all(|&q| q == 0x88));
+        let mut b = [0u8; 34];
+        quantize_row_q8_0_ref(&x, &mut b);
+        assert!(b.iter().all(|&q| q == 0));
+    }
+
+    #[test]
+    fn non_finite_weights_give_defined_bytes() {
+        let mut x = ramp();
+        x[3] = f32::NAN;
+        x[40] = f32::INFINITY;
+        let mut out = vec![0u8; 68];
+        quantize_row_q8_0_ref(&x, &mut out);
+        // The NaN quantizes to C's conversion of NaN (low byte of INT32_MIN).
+        assert_eq!(out[2 + 3], 0);
+        // An infinite weight makes d infinite and every quant of its block 0 or NaN → 0.
+        assert_eq!(&out[34..36], &0x7c00u16.to_le_bytes());
+        assert!(out[36..].iter().all(|&q| q == 0));
+    }
+}
