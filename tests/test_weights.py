@@ -219,17 +219,21 @@ def test_allocate_places_on_the_device_and_records(weights: Weights) -> None:
         "token_embd.weight",
     }
     assert weights.blk.allocated_weights["token_embd.weight"] is c
-    with pytest.raises(ValueError, match="gpu:0 was requested"):
-        if torch.cuda.is_available():
-            raise ValueError("gpu:0 was requested (skipped: a GPU is present)")
-        weights.token_embd.weight.allocate(device=DeviceSpec.accelerator(0))
+    # One past the last GPU this machine has (gpu:0 where there is none).
+    missing = DeviceSpec.accelerator(torch.cuda.device_count())
+    with pytest.raises(ValueError, match=f"gpu:{missing.id} was requested"):
+        weights.token_embd.weight.allocate(device=missing)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
-def test_allocate_on_cuda(weights: Weights) -> None:
-    on_gpu = weights.token_embd.weight.allocate(torch.float32, device="cuda:0")
+@pytest.mark.parametrize("dtype", [None, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["token_embd.weight", "blk.1.ffn_norm.weight"])
+def test_allocate_on_cuda(weights: Weights, name: str, dtype: torch.dtype | None) -> None:
+    on_gpu = weights[name].allocate(dtype, device="cuda:0")
     assert on_gpu.device == torch.device("cuda", 0)
-    torch.testing.assert_close(on_gpu.cpu(), weights.token_embd.weight.allocate(torch.float32))
+    on_cpu = weights[name].allocate(dtype)
+    assert on_gpu.dtype == on_cpu.dtype
+    assert torch.equal(on_gpu.cpu(), on_cpu)
 
 
 def test_missing_names_suggest_the_closest(weights: Weights) -> None:

@@ -301,8 +301,14 @@ class Weights:
                 f"tensor {self._prefix!r} is {_name(own)}: allocate converts only between "
                 f"floating-point types, not to {_name(target)}"
             )
+        where = None if device is None else _as_torch_device(device)
         tensor: torch.Tensor
-        if raw_blocks:
+        if where is not None and where.type == "cuda" and not raw_blocks:
+            # Pinned staging (or decoding on the GPU), never a copy out of the mapping.
+            from quantlens import torch as quantlens_torch
+
+            tensor = quantlens_torch.tensor(file, info.name, dtype=target, device=where)
+        elif raw_blocks:
             tensor = _copy_to_torch(self.data(), torch.uint8)
         elif isinstance(file, GGUFFile):
             if quantized or (_name(own) in _DECODED and _name(target) in _DECODED):
@@ -311,8 +317,8 @@ class Weights:
                 tensor = _copy_to_torch(self.data(), own).to(target)
         else:
             tensor = file.get_tensor(info.name, dtype=target)
-        if device is not None:
-            tensor = tensor.to(_as_torch_device(device))
+        if where is not None and tensor.device != where:
+            tensor = tensor.to(where)
         self._index.allocated[self._prefix] = tensor
         return tensor
 
