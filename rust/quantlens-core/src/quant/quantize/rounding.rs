@@ -12,10 +12,18 @@ const I32_LIMIT: f32 = 2_147_483_648.0;
 
 /// C's `(int)x` as x86-64 computes it: truncation toward zero; NaN, infinities and values
 /// outside the `i32` range give `i32::MIN`.
+///
+/// Written so that loops over it vectorise into `cvttps2dq`: Rust's saturating `as` would
+/// be converted one lane at a time.
 #[inline]
 pub(crate) fn trunc_i32(x: f32) -> i32 {
-    if x.abs() < I32_LIMIT {
-        x as i32
+    let in_range = x.abs() < I32_LIMIT;
+    let finite = if in_range { x } else { 0.0 };
+    // SAFETY: `finite` is either `x`, checked above to be below 2^31 in magnitude (so not
+    // NaN and its truncation fits an i32), or 0.0.
+    let t: i32 = unsafe { finite.to_int_unchecked() };
+    if in_range {
+        t
     } else {
         i32::MIN
     }
@@ -28,12 +36,15 @@ pub(crate) fn trunc_i32(x: f32) -> i32 {
 #[inline]
 pub(crate) fn round_i32(x: f32) -> i32 {
     const EXACT: f32 = 8_388_608.0;
+    let t = trunc_i32(x);
+    let frac = x - t as f32;
+    let rounded = t
+        .wrapping_add(i32::from(frac >= 0.5))
+        .wrapping_sub(i32::from(frac <= -0.5));
     if x.abs() < EXACT {
-        let t = x as i32;
-        let frac = x - t as f32;
-        t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
+        rounded
     } else {
-        trunc_i32(x)
+        t
     }
 }
 
