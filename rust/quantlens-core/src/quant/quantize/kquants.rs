@@ -184,7 +184,7 @@ fn q2_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
         sw[j] = sum;
         (scales[j], mins[j]) = make_qkx3_quants(
             xs,
-            Some(&weights),
+            &weights,
             &mut levels[16 * j..],
             &mut aux,
             weighted_search(3),
@@ -418,7 +418,7 @@ fn k4_fit_weighted(
         sw[j] = sum;
         (scales[j], mins[j]) = make_qkx3_quants(
             xs,
-            Some(&weights),
+            &weights,
             &mut levels[32 * j..],
             &mut aux,
             weighted_search(nmax),

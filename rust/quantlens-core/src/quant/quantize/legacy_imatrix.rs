@@ -94,7 +94,7 @@ pub fn quantize_row_q5_0_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
 /// Affine levels in `0..=nmax` with their scale and min (`x ≈ d·l + m`).
 fn affine_levels(x: &[f32], w: &[f32; QK], nmax: i32) -> (f32, f32, [u8; QK]) {
     let (mut levels, mut aux) = ([0u8; QK], [0u8; QK]);
-    let (d, the_min) = make_qkx3_quants(x, Some(w), &mut levels, &mut aux, search(nmax));
+    let (d, the_min) = make_qkx3_quants(x, w, &mut levels, &mut aux, search(nmax));
     (d, -the_min, levels)
 }
 

@@ -91,13 +91,49 @@ fn qx_weight(rmse_type: i32, x: f32) -> f32 {
     }
 }
 
-/// `sum(w·x·l)` and `sum(w·l²)` of `x` quantized with `iscale` to `-nmax..nmax`.
+/// Values per step of [`qx_sums`]: the per-value products of a step are independent, so the
+/// compiler can compute them in vector registers, while the sums stay strictly in order.
+const LANES: usize = 16;
+
+/// `round(iscale · x)` limited to `-nmax..nmax`.
 #[inline]
-fn qx_sums(x: &[f32], nmax: i32, iscale: f32, rmse_type: i32, qw: Option<&[f32]>) -> (f32, f32) {
+fn qx_level(x: f32, iscale: f32, nmax: i32) -> i32 {
+    nearest_int(iscale * x).min(nmax - 1).max(-nmax)
+}
+
+/// `sum(w·x·l)` and `sum(w·l²)` of `x` quantized with `iscale` to `-nmax..nmax`, summed in
+/// order; `weights(chunk, start)` gives the weights of the `LANES` values from `start`.
+#[inline]
+fn qx_sums(
+    x: &[f32],
+    nmax: i32,
+    iscale: f32,
+    weights: impl Fn(&[f32; LANES], usize) -> [f32; LANES],
+    weight: impl Fn(usize, f32) -> f32,
+) -> (f32, f32) {
     let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-    for (i, &xi) in x.iter().enumerate() {
-        let l = nearest_int(iscale * xi).clamp(-nmax, nmax - 1) as f32;
-        let w = qw.map_or_else(|| qx_weight(rmse_type, xi), |q| q[i]);
+    let chunks = x.chunks_exact(LANES);
+    let tail_start = x.len() - chunks.remainder().len();
+    for (c, chunk) in chunks.enumerate() {
+        let Ok(chunk) = <&[f32; LANES]>::try_from(chunk) else {
+            continue;
+        };
+        let w = weights(chunk, c * LANES);
+        let mut lx = [0.0f32; LANES];
+        let mut ll = [0.0f32; LANES];
+        for k in 0..LANES {
+            let l = qx_level(chunk[k], iscale, nmax) as f32;
+            lx[k] = w[k] * chunk[k] * l;
+            ll[k] = w[k] * l * l;
+        }
+        for k in 0..LANES {
+            sumlx += lx[k];
+            suml2 += ll[k];
+        }
+    }
+    for (i, &xi) in x.iter().enumerate().skip(tail_start) {
+        let l = qx_level(xi, iscale, nmax) as f32;
+        let w = weight(i, xi);
         sumlx += w * xi * l;
         suml2 += w * l * l;
     }
@@ -108,7 +144,7 @@ fn qx_sums(x: &[f32], nmax: i32, iscale: f32, rmse_type: i32, qw: Option<&[f32]>
 #[inline]
 fn qx_levels(x: &[f32], nmax: i32, iscale: f32, levels: &mut [i8]) {
     for (l, &xi) in levels.iter_mut().zip(x) {
-        *l = (nmax + nearest_int(iscale * xi).clamp(-nmax, nmax - 1)) as i8;
+        *l = (nmax + qx_level(xi, iscale, nmax)) as i8;
     }
 }
 
@@ -131,15 +167,72 @@ pub fn make_qx_quants(
         levels.fill(0);
         return 0.0;
     }
-    let mut iscale = -(nmax as f32) / max;
+    let iscale = -(nmax as f32) / max;
     if rmse_type == 0 {
         qx_levels(x, nmax, iscale, levels);
         return 1.0 / iscale;
     }
     let return_early = rmse_type < 0;
-    let rmse_type = rmse_type.abs();
+    // `x²` weights of a short group are computed once rather than on every trial.
+    let mut squares = [0.0f32; 4 * LANES];
+    let qw = match (qw, rmse_type.abs()) {
+        (None, 1) if x.len() <= squares.len() => {
+            for (s, &v) in squares.iter_mut().zip(x) {
+                *s = v * v;
+            }
+            Some(&squares[..x.len()])
+        }
+        _ => qw,
+    };
+    // One monomorphic search per weighting keeps the inner loops free of dispatch.
+    match (qw, rmse_type.abs()) {
+        (Some(qw), _) => {
+            let qw = &qw[..x.len()];
+            let chunk_weights = |_: &[f32; LANES], start: usize| {
+                let mut w = [0.0f32; LANES];
+                w.copy_from_slice(&qw[start..start + LANES]);
+                w
+            };
+            qx_search(x, nmax, max, levels, return_early, chunk_weights, |i, _| {
+                qw[i]
+            })
+        }
+        (None, 1) => qx_search(
+            x,
+            nmax,
+            max,
+            levels,
+            return_early,
+            |c: &[f32; LANES], _| c.map(|v| v * v),
+            |_, v| v * v,
+        ),
+        (None, t) => qx_search(
+            x,
+            nmax,
+            max,
+            levels,
+            return_early,
+            |c: &[f32; LANES], _| c.map(|v| qx_weight(t, v)),
+            |_, v| qx_weight(t, v),
+        ),
+    }
+}
+
+/// The weighted least-squares part of [`make_qx_quants`], from the first fit at
+/// `-nmax / max` through the 18 trial scales.
+#[inline]
+fn qx_search(
+    x: &[f32],
+    nmax: i32,
+    max: f32,
+    levels: &mut [i8],
+    return_early: bool,
+    weights: impl Fn(&[f32; LANES], usize) -> [f32; LANES] + Copy,
+    weight: impl Fn(usize, f32) -> f32 + Copy,
+) -> f32 {
+    let mut iscale = -(nmax as f32) / max;
     qx_levels(x, nmax, iscale, levels);
-    let (sumlx, suml2) = qx_sums(x, nmax, iscale, rmse_type, qw);
+    let (sumlx, suml2) = qx_sums(x, nmax, iscale, weights, weight);
     let mut scale = if suml2 == 0.0 { 0.0 } else { sumlx / suml2 };
     if return_early {
         return if suml2 > 0.0 {
@@ -151,7 +244,7 @@ pub fn make_qx_quants(
     let mut best = scale * sumlx;
     for is in (-9..=9).filter(|&is| is != 0) {
         iscale = -(nmax as f32 + 0.1 * is as f32) / max;
-        let (sumlx, suml2) = qx_sums(x, nmax, iscale, rmse_type, qw);
+        let (sumlx, suml2) = qx_sums(x, nmax, iscale, weights, weight);
         if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
             qx_levels(x, nmax, iscale, levels);
             scale = sumlx / suml2;
@@ -271,25 +364,26 @@ impl AffineFit {
 fn affine_error(
     x: &[f32],
     levels: &[u8],
-    weight: impl Fn(usize) -> f32,
+    weights: &[f32],
     scale: f32,
     min: f32,
     use_mad: bool,
 ) -> f32 {
     let mut error = 0.0f32;
-    for (i, (&xi, &l)) in x.iter().zip(levels).enumerate() {
+    for ((&xi, &l), &w) in x.iter().zip(levels).zip(weights) {
         let diff = scale * f32::from(l) + min - xi;
         let diff = if use_mad { diff.abs() } else { diff * diff };
-        error += weight(i) * diff;
+        error += w * diff;
     }
     error
 }
 
-/// The common body of `make_qkx2_quants` and `make_qkx3_quants`; `clamp_trial` maps a trial
-/// value `iscale·(x - min)` to a level.
+/// The common body of `make_qkx2_quants` and `make_qkx3_quants`; `trial_level` maps a
+/// trial value `iscale·(x - min)` to a level, `degenerate(max, min)` says when to stop at
+/// all-zero levels.
 fn affine_search(
     x: &[f32],
-    weight: impl Fn(usize) -> f32 + Copy,
+    weights: &[f32],
     levels: &mut [u8],
     aux: &mut [u8],
     search: AffineSearch,
@@ -297,21 +391,20 @@ fn affine_search(
     trial_level: impl Fn(f32) -> u8,
 ) -> (f32, f32) {
     let len = x.len();
-    let (levels, aux) = (&mut levels[..len], &mut aux[..len]);
-    let Some(&x0) = x.first() else {
+    let (weights, levels, aux) = (&weights[..len], &mut levels[..len], &mut aux[..len]);
+    let (Some(&x0), Some(&w0)) = (x.first(), weights.first()) else {
         return (0.0, 0.0);
     };
     let (mut min, mut max) = (x0, x0);
-    let mut sum_w = weight(0);
+    let mut sum_w = w0;
     let mut sum_x = sum_w * x0;
-    for (i, &xi) in x.iter().enumerate().skip(1) {
+    for (&xi, &w) in x.iter().zip(weights).skip(1) {
         if xi < min {
             min = xi;
         }
         if xi > max {
             max = xi;
         }
-        let w = weight(i);
         sum_w += w;
         sum_x += w * xi;
     }
@@ -328,7 +421,7 @@ fn affine_search(
     for (l, &xi) in levels.iter_mut().zip(x) {
         *l = nearest_int(iscale * (xi - min)).clamp(0, nmax) as u8;
     }
-    let mut best_error = affine_error(x, levels, weight, scale, min, search.use_mad);
+    let mut best_error = affine_error(x, levels, weights, scale, min, search.use_mad);
     if search.nstep < 1 {
         return (scale, -min);
     }
@@ -339,16 +432,16 @@ fn affine_search(
             l2: 0.0,
             xl: 0.0,
         };
-        for (i, (a, &xi)) in aux.iter_mut().zip(x).enumerate() {
+        for ((a, &xi), &w) in aux.iter_mut().zip(x).zip(weights) {
             let l = trial_level(iscale * (xi - min));
             *a = l;
-            let (w, l) = (weight(i), f32::from(l));
+            let l = f32::from(l);
             fit.l1 += w * l;
             fit.l2 += w * l * l;
             fit.xl += w * l * xi;
         }
         if let Some((this_scale, this_min)) = fit.solve(sum_w, sum_x) {
-            let error = affine_error(x, aux, weight, this_scale, this_min, search.use_mad);
+            let error = affine_error(x, aux, weights, this_scale, this_min, search.use_mad);
             if error < best_error {
                 levels.copy_from_slice(aux);
                 best_error = error;
@@ -362,7 +455,7 @@ fn affine_search(
 
 /// ggml's `make_qkx2_quants`: an affine fit `x ≈ scale·l - the_min` with levels `0..=nmax`,
 /// searched over `p`'s trial scales with explicit `weights`. Returns `(scale, the_min)`;
-/// `levels` and `aux` must be at least as long as `x`.
+/// `weights`, `levels` and `aux` must be at least as long as `x`.
 #[allow(
     clippy::float_cmp,
     reason = "ggml treats exactly equal extremes as a constant group"
@@ -377,7 +470,7 @@ pub fn make_qkx2_quants(
     let nmax = p.nmax;
     affine_search(
         x,
-        |i| weights[i],
+        weights,
         levels,
         aux,
         p,
@@ -386,12 +479,13 @@ pub fn make_qkx2_quants(
     )
 }
 
-/// ggml's `make_qkx3_quants`: as [`make_qkx2_quants`], with `x²` weights where `weights` is
-/// `None`, and trial levels taken as 0 unless `iscale·(x - min)` is positive (which keeps
-/// infinite and NaN trial values at 0 or `nmax`).
+/// ggml's `make_qkx3_quants` as every ggml quantizer calls it (with explicit weights): as
+/// [`make_qkx2_quants`], except that a trial level is 0 unless `iscale·(x - min)` is
+/// positive, and at most `nmax` before rounding (which keeps infinite and NaN trial values
+/// at 0 or `nmax`).
 pub fn make_qkx3_quants(
     x: &[f32],
-    weights: Option<&[f32]>,
+    weights: &[f32],
     levels: &mut [u8],
     aux: &mut [u8],
     p: AffineSearch,
@@ -400,7 +494,7 @@ pub fn make_qkx3_quants(
     let nmax_f = nmax as f32;
     affine_search(
         x,
-        |i| weights.map_or_else(|| x[i] * x[i], |w| w[i]),
+        weights,
         levels,
         aux,
         p,
@@ -568,7 +662,10 @@ mod tests {
         );
         assert_eq!(lu, [0; 16]);
         let mut lu = [7u8; 16];
-        assert_eq!(make_qkx3_quants(&x, None, &mut lu, &mut aux, p), (0.0, 0.0));
+        assert_eq!(
+            make_qkx3_quants(&x, &[1.0; 16], &mut lu, &mut aux, p),
+            (0.0, 0.0)
+        );
         assert_eq!(lu, [0; 16]);
     }
 
