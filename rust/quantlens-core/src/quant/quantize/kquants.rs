@@ -10,8 +10,8 @@
 //!
 //! Each function takes one row: `src` whole 256-value super-blocks, `dst` exactly their
 //! bytes, `imatrix` one weight per value. Only the blocks present in all three are written
-//! (the callers check lengths). Any f32 input is accepted: NaN and infinities produce the
-//! bytes ggml's release build produces, and nothing here panics or allocates.
+//! (the callers check lengths). Any f32 input is accepted and nothing here panics or
+//! allocates; bytes that derive from a NaN follow the policy in [`super::search`].
 
 use super::search::{
     f16_bits, make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,

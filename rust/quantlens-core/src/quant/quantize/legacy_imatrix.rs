@@ -9,7 +9,8 @@
 //!
 //! Each function takes one row: `src` whole 32-value blocks, `dst` exactly their bytes,
 //! `weights` one weight per value; only blocks present in all three are written. Any f32
-//! input is accepted (NaN and infinities give ggml's bytes); nothing panics or allocates.
+//! input is accepted and nothing panics or allocates; bytes that derive from a NaN follow
+//! the policy in [`super::search`].
 
 use super::search::{f16_bits, make_qkx3_quants, make_qx_quants, AffineSearch};
 use crate::quant::blocks::{q4_0, q4_1, q5_0, q5_1};

@@ -6,9 +6,17 @@
 //! exactly as ggml resolves them. Quant levels are returned in caller-provided slices, with
 //! the offset ggml applies (signed levels biased by `nmax`).
 //!
+//! # Non-finite values
+//!
 //! Nothing here panics or loops without bound on any input: NaN and infinities flow through
-//! the arithmetic, and [`nearest_int`] is total, so non-finite data yields the bytes ggml's
-//! release build produces (its `assert`s are compiled out there).
+//! the arithmetic exactly as through ggml's (whose `assert`s are compiled out in release
+//! builds), and [`nearest_int`] is total. Results equal ggml's on every platform while no
+//! NaN arises. Once one does (a NaN input, `inf - inf` after an overflow, an infinite
+//! weight times a zero), the bytes that depend on it are not fully pinned down, for ggml
+//! either: a NaN made from non-NaN operands is negative on x86 and positive on ARM, and when
+//! two NaNs meet, which one survives depends on the operand order the compiler chose. So the
+//! sign of an f16 NaN scale, and a level rounded from a NaN, may differ from ggml's; NaN
+//! scales are always stored as ggml stores them, `0x7e00` with the sign.
 
 /// Groups whose largest magnitude is below this count as all zero (ggml's `GROUP_MAX_EPS`).
 pub const GROUP_MAX_EPS: f32 = 1e-15;
