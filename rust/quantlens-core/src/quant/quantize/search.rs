@@ -678,6 +678,30 @@ mod tests {
     }
 
     #[test]
+    fn implicit_and_explicit_square_weights_agree_for_any_group_length() {
+        // The weighting paths of make_qx_quants (squares precomputed, squares per trial,
+        // explicit weights; whole lanes and a tail) must give the same bits.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in [16, 20, 37, 64, 100] {
+            let x: Vec<f32> = (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
+                })
+                .collect();
+            let squares: Vec<f32> = x.iter().map(|v| v * v).collect();
+            let (mut implicit, mut explicit) = (vec![0i8; len], vec![0i8; len]);
+            let a = make_qx_quants(&x, 16, &mut implicit, 1, None);
+            let b = make_qx_quants(&x, 16, &mut explicit, 1, Some(&squares));
+            assert_eq!(a.to_bits(), b.to_bits(), "{len}");
+            assert_eq!(implicit, explicit, "{len}");
+            assert!(implicit.iter().all(|&l| (0..32).contains(&l)), "{len}");
+        }
+    }
+
+    #[test]
     fn exact_grids_are_recovered() {
         // Values on the grid 0.25·(l - 4) fit with that scale exactly.
         let x: Vec<f32> = (0..16).map(|i| 0.25 * ((i % 8) as f32 - 4.0)).collect();
