@@ -367,7 +367,8 @@ impl AffineFit {
     }
 }
 
-/// The weighted error of `x` against `scale·l + min`.
+/// The weighted error of `x` against `scale·l + min`, summed in order (per-value terms in
+/// independent lanes, as in [`qx_sums`]).
 #[inline]
 fn affine_error(
     x: &[f32],
@@ -377,13 +378,72 @@ fn affine_error(
     min: f32,
     use_mad: bool,
 ) -> f32 {
-    let mut error = 0.0f32;
-    for ((&xi, &l), &w) in x.iter().zip(levels).zip(weights) {
+    let term = |xi: f32, l: u8, w: f32| {
         let diff = scale * f32::from(l) + min - xi;
-        let diff = if use_mad { diff.abs() } else { diff * diff };
-        error += w * diff;
+        w * if use_mad { diff.abs() } else { diff * diff }
+    };
+    let mut error = 0.0f32;
+    let (xs, ls, ws) = (
+        x.chunks_exact(LANES),
+        levels.chunks_exact(LANES),
+        weights.chunks_exact(LANES),
+    );
+    let tail = (xs.remainder(), ls.remainder(), ws.remainder());
+    for ((xc, lc), wc) in xs.zip(ls).zip(ws) {
+        let mut terms = [0.0f32; LANES];
+        for (((t, &xi), &l), &w) in terms.iter_mut().zip(xc).zip(lc).zip(wc) {
+            *t = term(xi, l, w);
+        }
+        for t in terms {
+            error += t;
+        }
+    }
+    for ((&xi, &l), &w) in tail.0.iter().zip(tail.1).zip(tail.2) {
+        error += term(xi, l, w);
     }
     error
+}
+
+/// Fills `aux` with the trial levels of `x` and returns their least-squares sums, each sum
+/// in order (per-value products in independent lanes, as in [`qx_sums`]).
+#[inline]
+fn affine_trial(
+    x: &[f32],
+    weights: &[f32],
+    aux: &mut [u8],
+    level: impl Fn(f32) -> u8,
+) -> AffineFit {
+    let mut fit = AffineFit {
+        l1: 0.0,
+        l2: 0.0,
+        xl: 0.0,
+    };
+    let (xs, ws) = (x.chunks_exact(LANES), weights.chunks_exact(LANES));
+    let (x_tail, w_tail) = (xs.remainder(), ws.remainder());
+    let mut auxs = aux.chunks_exact_mut(LANES);
+    for ((ac, xc), wc) in (&mut auxs).zip(xs).zip(ws) {
+        let (mut l1, mut l2, mut xl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        for (k, ((a, &xi), &w)) in ac.iter_mut().zip(xc).zip(wc).enumerate() {
+            *a = level(xi);
+            let l = f32::from(*a);
+            l1[k] = w * l;
+            l2[k] = w * l * l;
+            xl[k] = w * l * xi;
+        }
+        for k in 0..LANES {
+            fit.l1 += l1[k];
+            fit.l2 += l2[k];
+            fit.xl += xl[k];
+        }
+    }
+    for ((a, &xi), &w) in auxs.into_remainder().iter_mut().zip(x_tail).zip(w_tail) {
+        *a = level(xi);
+        let l = f32::from(*a);
+        fit.l1 += w * l;
+        fit.l2 += w * l * l;
+        fit.xl += w * l * xi;
+    }
+    fit
 }
 
 /// The common body of `make_qkx2_quants` and `make_qkx3_quants`; `trial_level` maps a
@@ -427,7 +487,7 @@ fn affine_search(
     let mut iscale = nmax as f32 / (max - min);
     let mut scale = 1.0 / iscale;
     for (l, &xi) in levels.iter_mut().zip(x) {
-        *l = nearest_int(iscale * (xi - min)).clamp(0, nmax) as u8;
+        *l = nearest_int(iscale * (xi - min)).min(nmax).max(0) as u8;
     }
     let mut best_error = affine_error(x, levels, weights, scale, min, search.use_mad);
     if search.nstep < 1 {
@@ -435,19 +495,7 @@ fn affine_search(
     }
     for is in 0..=search.nstep {
         iscale = (search.rmin + search.rdelta * is as f32 + nmax as f32) / (max - min);
-        let mut fit = AffineFit {
-            l1: 0.0,
-            l2: 0.0,
-            xl: 0.0,
-        };
-        for ((a, &xi), &w) in aux.iter_mut().zip(x).zip(weights) {
-            let l = trial_level(iscale * (xi - min));
-            *a = l;
-            let l = f32::from(l);
-            fit.l1 += w * l;
-            fit.l2 += w * l * l;
-            fit.xl += w * l * xi;
-        }
+        let fit = affine_trial(x, weights, aux, |xi| trial_level(iscale * (xi - min)));
         if let Some((this_scale, this_min)) = fit.solve(sum_w, sum_x) {
             let error = affine_error(x, aux, weights, this_scale, this_min, search.use_mad);
             if error < best_error {
@@ -483,7 +531,7 @@ pub fn make_qkx2_quants(
         aux,
         p,
         |max, min| max == min,
-        |v| nearest_int(v).clamp(0, nmax) as u8,
+        |v| nearest_int(v).min(nmax).max(0) as u8,
     )
 }
 
