@@ -18,32 +18,28 @@ const QK: usize = 32;
 /// chains instead of one long one.
 const LANES: usize = 8;
 
-/// The largest magnitude, ignoring NaN (0 when there is none). Order does not matter: NaN
-/// never wins a comparison and equal magnitudes are equal values.
-#[inline]
-fn abs_max(x: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    for chunk in x.chunks_exact(LANES) {
-        for (m, &v) in lanes.iter_mut().zip(chunk) {
-            *m = if *m < v.abs() { v.abs() } else { *m };
-        }
-    }
-    lanes.iter().fold(0.0f32, |m, &v| if m < v { v } else { m })
-}
-
 /// ggml's running `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }` from 0: the first
-/// weight of largest magnitude, or 0 when every weight is zero or NaN.
+/// weight of largest magnitude, or 0 when every weight is zero or NaN. Each lane keeps its
+/// first largest weight; across lanes the earliest of the largest wins.
 #[inline]
 fn signed_absmax(x: &[f32]) -> f32 {
-    let amax = abs_max(x);
-    if amax == 0.0 {
-        return 0.0;
+    let (mut amax, mut at) = ([0.0f32; LANES], [0u32; LANES]);
+    for (i, chunk) in x.chunks_exact(LANES).enumerate() {
+        for (k, ((m, a), &v)) in amax.iter_mut().zip(&mut at).zip(chunk).enumerate() {
+            let bigger = *m < v.abs();
+            *m = if bigger { v.abs() } else { *m };
+            *a = if bigger { (i * LANES + k) as u32 } else { *a };
+        }
     }
-    // Bitwise: the running scan kept exactly this magnitude.
-    x.iter()
-        .copied()
-        .find(|v| v.abs().to_bits() == amax.to_bits())
-        .unwrap_or(0.0)
+    let (mut best, mut best_at) = (0.0f32, u32::MAX);
+    for (&m, &a) in amax.iter().zip(&at) {
+        let tie = m.to_bits() == best.to_bits() && a < best_at;
+        if best < m || (m > 0.0 && tie) {
+            best = m;
+            best_at = a;
+        }
+    }
+    x.get(best_at as usize).copied().unwrap_or(0.0)
 }
 
 /// ggml's running `if (v < min) min = v; if (v > max) max = v;` from `(f32::MAX, -f32::MAX)`.
