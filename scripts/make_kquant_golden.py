@@ -10,9 +10,13 @@ Two sections, all integers little-endian:
 1. Explicit records: a row of values stored in full (random normals of several scales,
    outliers, zeros, constants, tiny, subnormal and huge magnitudes, NaN, infinities, random
    bit patterns), optionally importance weights, and ggml's output for each type.
+   `portable` marks rows whose values and weights are finite and moderate (|x| <= 1e6,
+   |w| <= 1e8), so that no NaN arises inside ggml's arithmetic. Only for those rows are the
+   bytes the same on every CPU: a NaN made inside the arithmetic is negative on x86 and
+   positive on ARM, and this file is recorded on x86-64.
      b"QLKQGD01", u32 count, then per record:
      u32 name length, name (UTF-8), u32 n_per_row, u32 has_weights (0/1),
-     n_per_row f32 values, [n_per_row f32 weights],
+     u32 portable (0/1), n_per_row f32 values, [n_per_row f32 weights],
      u32 output count, then per output: u32 ggml type id, u32 weighted (0/1),
      u32 byte count, the bytes.
 2. Generated records: rows drawn from a SplitMix64 stream that the Rust test regenerates,
@@ -165,6 +169,15 @@ def weight_kinds(rng: np.random.Generator, n: int) -> Iterator[np.ndarray]:
         yield np.zeros(n, np.float32)
 
 
+def portable(values: np.ndarray, weights: np.ndarray | None) -> bool:
+    moderate = bool(np.all(np.isfinite(values)) and np.all(np.abs(values) <= 1e6))
+    if weights is not None:
+        moderate = moderate and bool(
+            np.all(np.isfinite(weights)) and np.all(np.abs(weights) <= 1e8)
+        )
+    return moderate
+
+
 def splitmix(seed: int, count: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         z = np.uint64(seed) + np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA)
@@ -202,7 +215,7 @@ def main() -> None:
         for weights in (None, next(kinds)[:n]):
             label = name.encode()
             out += struct.pack("<I", len(label)) + label
-            out += struct.pack("<II", n, weights is not None)
+            out += struct.pack("<III", n, weights is not None, portable(x, weights))
             out += x.astype("<f4").tobytes()
             if weights is not None:
                 out += weights.astype("<f4").tobytes()

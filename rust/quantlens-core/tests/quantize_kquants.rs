@@ -5,6 +5,11 @@
 //!
 //! The fixture has explicit rows (values, weights and ggml's bytes stored in full) and
 //! generated rows (regenerated here from a `SplitMix64` seed, ggml's bytes stored as sha256).
+//! It was recorded on x86-64. Rows the script marks portable (finite, moderate values and
+//! weights) must match everywhere; the others (NaN, infinities, overflowing magnitudes,
+//! random bit patterns) match on x86-64, while elsewhere NaNs made inside the arithmetic
+//! have another sign (see `quant::quantize::search`), so there only their lengths are
+//! checked.
 
 use proptest::prelude::*;
 use quantlens_core::quant::quantize::kquants::{
@@ -104,6 +109,7 @@ impl<'a> Reader<'a> {
 /// One explicit record.
 struct Explicit {
     name: String,
+    portable: bool,
     values: Vec<f32>,
     weights: Option<Vec<f32>>,
     outputs: Vec<(GgmlType, bool, Vec<u8>)>,
@@ -126,6 +132,7 @@ fn fixture() -> (Vec<Explicit>, Vec<Generated>) {
             let name = String::from_utf8(r.take(name_len).to_vec()).unwrap();
             let n = r.usize();
             let has_weights = r.u32() == 1;
+            let portable = r.u32() == 1;
             let values = r.f32s(n);
             let weights = has_weights.then(|| r.f32s(n));
             let outputs = (0..r.usize())
@@ -138,6 +145,7 @@ fn fixture() -> (Vec<Explicit>, Vec<Generated>) {
                 .collect();
             Explicit {
                 name,
+                portable,
                 values,
                 weights,
                 outputs,
@@ -201,7 +209,13 @@ fn explicit_rows_match_ggml_byte_for_byte() {
                 None
             };
             let ours = quantize(*ty, &rec.values, weights);
-            if let Some(diff) = first_difference(&ours, expected, quantizer(*ty).2) {
+            let exact = rec.portable || cfg!(target_arch = "x86_64");
+            let diff = if exact {
+                first_difference(&ours, expected, quantizer(*ty).2)
+            } else {
+                (ours.len() != expected.len()).then(|| format!("{} bytes", ours.len()))
+            };
+            if let Some(diff) = diff {
                 failures.push(format!(
                     "{ty} weighted={weighted} on {:?} ({} values): {diff}",
                     rec.name,
@@ -226,6 +240,8 @@ fn explicit_rows_match_ggml_byte_for_byte() {
         "only {} explicit records",
         explicit.len()
     );
+    let portable = explicit.iter().filter(|r| r.portable).count();
+    assert!(portable >= 40, "only {portable} portable records");
 }
 
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;

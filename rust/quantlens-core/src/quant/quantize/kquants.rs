@@ -10,8 +10,8 @@
 //!
 //! Each function takes one row: `src` whole 256-value super-blocks, `dst` exactly their
 //! bytes, `imatrix` one weight per value. Only the blocks present in all three are written
-//! (the callers check lengths). Any f32 input is accepted: NaN and infinities produce the
-//! bytes ggml's release build produces, and nothing here panics or allocates.
+//! (the callers check lengths). Any f32 input is accepted and nothing here panics or
+//! allocates; bytes that derive from a NaN follow the policy in [`super::search`].
 
 use super::search::{
     f16_bits, make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
@@ -184,7 +184,7 @@ fn q2_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
         sw[j] = sum;
         (scales[j], mins[j]) = make_qkx3_quants(
             xs,
-            Some(&weights),
+            &weights,
             &mut levels[16 * j..],
             &mut aux,
             weighted_search(3),
@@ -418,7 +418,7 @@ fn k4_fit_weighted(
         sw[j] = sum;
         (scales[j], mins[j]) = make_qkx3_quants(
             xs,
-            Some(&weights),
+            &weights,
             &mut levels[32 * j..],
             &mut aux,
             weighted_search(nmax),

@@ -7,39 +7,61 @@
 //! reciprocal), its inverse is `1.0 / d` (0 for a zero scale), and quants are truncated
 //! after adding `0.5` (plus the zero point). NaN weights never become the extreme value;
 //! their quants, like those of weights scaled to infinity, take C's x86 conversion result
-//! ([`trunc_i32`]).
+//! ([`trunc_low_byte`]).
 
-use super::rounding::{fp16_bytes, round_i32, trunc_i32};
+use super::rounding::{fp16_bytes, round_i32, trunc_low_byte};
 
 /// Weights per block of every type here.
 const QK: usize = 32;
 
-/// The weight of largest magnitude (the first one on ties), and 0 when there is none.
+/// Lanes of independent running extremes: a block's scan is then a few short dependency
+/// chains instead of one long one.
+const LANES: usize = 8;
+
+/// ggml's running `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }` from 0: the first
+/// weight of largest magnitude, or 0 when every weight is zero or NaN. Each lane keeps its
+/// first largest weight; across lanes the earliest of the largest wins.
 #[inline]
 fn signed_absmax(x: &[f32]) -> f32 {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
+    let (mut amax, mut at) = ([0.0f32; LANES], [0u32; LANES]);
+    for (i, chunk) in x.chunks_exact(LANES).enumerate() {
+        for (k, ((m, a), &v)) in amax.iter_mut().zip(&mut at).zip(chunk).enumerate() {
+            let bigger = *m < v.abs();
+            *m = if bigger { v.abs() } else { *m };
+            *a = if bigger { (i * LANES + k) as u32 } else { *a };
         }
     }
-    max
+    let (mut best, mut best_at) = (0.0f32, u32::MAX);
+    for (&m, &a) in amax.iter().zip(&at) {
+        let tie = m.to_bits() == best.to_bits() && a < best_at;
+        if best < m || (m > 0.0 && tie) {
+            best = m;
+            best_at = a;
+        }
+    }
+    x.get(best_at as usize).copied().unwrap_or(0.0)
 }
 
-/// The smallest and largest weights, ignoring NaN, starting from `(f32::MAX, -f32::MAX)`.
+/// ggml's running `if (v < min) min = v; if (v > max) max = v;` from `(f32::MAX, -f32::MAX)`.
+/// NaN never wins, so the extremes do not depend on the order, except for which zero a zero
+/// extreme is: then the block is scanned in order, as ggml does.
 #[inline]
 fn min_max(x: &[f32]) -> (f32, f32) {
-    let (mut min, mut max) = (f32::MAX, -f32::MAX);
-    for &v in x {
-        if v < min {
-            min = v;
-        }
-        if v > max {
-            max = v;
+    let (mut lo, mut hi) = ([f32::MAX; LANES], [-f32::MAX; LANES]);
+    for chunk in x.chunks_exact(LANES) {
+        for ((l, h), &v) in lo.iter_mut().zip(&mut hi).zip(chunk) {
+            *l = if v < *l { v } else { *l };
+            *h = if v > *h { v } else { *h };
         }
     }
-    (min, max)
+    let min = lo.iter().fold(f32::MAX, |m, &v| if v < m { v } else { m });
+    let max = hi.iter().fold(-f32::MAX, |m, &v| if v > m { v } else { m });
+    if min != 0.0 && max != 0.0 {
+        return (min, max);
+    }
+    x.iter().fold((f32::MAX, -f32::MAX), |(min, max), &v| {
+        (if v < min { v } else { min }, if v > max { v } else { max })
+    })
 }
 
 /// `1.0 / d`, or 0 for a zero scale (a NaN scale counts as non-zero, as in C).
@@ -55,7 +77,7 @@ fn inverse(d: f32) -> f32 {
 /// `MIN(max, (int8_t)v)`, kept as the byte C stores.
 #[inline]
 fn clamp_i8(v: f32, max: i8) -> u8 {
-    (trunc_i32(v) as i8).min(max) as u8
+    (trunc_low_byte(v) as i8).min(max) as u8
 }
 
 /// `Q4_0`: `d = max / -8`, quants `x / d + 8` in 0..=15, two per byte.
@@ -128,7 +150,7 @@ pub fn quantize_row_q5_1_ref(src: &[f32], dst: &mut [u8]) {
         head[2..].copy_from_slice(&fp16_bytes(min));
         let (qh, qs) = rest.split_at_mut(4);
         // `(uint8_t)(x + 0.5f)`: no clamp in ggml; the low five bits are all that is kept.
-        pack_q5(|v| trunc_i32((v - min) * id + 0.5) as u8, x, qh, qs);
+        pack_q5(|v| trunc_low_byte((v - min) * id + 0.5), x, qh, qs);
     }
 }
 
@@ -185,6 +207,52 @@ mod tests {
                     assert!((a - b).abs() <= tol, "{ty} block {block}: {a} vs {b}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn extremes_equal_ggml_running_scans() {
+        let running = |x: &[f32]| {
+            let (mut amax, mut max) = (0.0f32, 0.0f32);
+            let (mut lo, mut hi) = (f32::MAX, -f32::MAX);
+            for &v in x {
+                if amax < v.abs() {
+                    amax = v.abs();
+                    max = v;
+                }
+                if v < lo {
+                    lo = v;
+                }
+                if v > hi {
+                    hi = v;
+                }
+            }
+            (max.to_bits(), lo.to_bits(), hi.to_bits())
+        };
+        let mut x = ramp()[..32].to_vec();
+        let mut cases = vec![x.clone()];
+        x[9] = 7.77;
+        x[30] = -7.77;
+        cases.push(x.clone());
+        x[4] = f32::NAN;
+        cases.push(x.clone());
+        cases.push(vec![0.0; 32]);
+        let mut zeros: Vec<f32> = (0..32)
+            .map(|i| if i % 3 == 0 { -0.0 } else { 0.0 })
+            .collect();
+        cases.push(zeros.clone());
+        zeros[17] = 2.5;
+        cases.push(zeros.clone());
+        zeros[17] = -2.5;
+        cases.push(zeros);
+        cases.push(vec![f32::NAN; 32]);
+        for x in cases {
+            let (lo, hi) = min_max(&x);
+            assert_eq!(
+                (signed_absmax(&x).to_bits(), lo.to_bits(), hi.to_bits()),
+                running(&x),
+                "{x:?}"
+            );
         }
     }
 

@@ -9,7 +9,8 @@
 //!
 //! Each function takes one row: `src` whole 32-value blocks, `dst` exactly their bytes,
 //! `weights` one weight per value; only blocks present in all three are written. Any f32
-//! input is accepted (NaN and infinities give ggml's bytes); nothing panics or allocates.
+//! input is accepted and nothing panics or allocates; bytes that derive from a NaN follow
+//! the policy in [`super::search`].
 
 use super::search::{f16_bits, make_qkx3_quants, make_qx_quants, AffineSearch};
 use crate::quant::blocks::{q4_0, q4_1, q5_0, q5_1};
@@ -94,7 +95,7 @@ pub fn quantize_row_q5_0_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
 /// Affine levels in `0..=nmax` with their scale and min (`x ≈ d·l + m`).
 fn affine_levels(x: &[f32], w: &[f32; QK], nmax: i32) -> (f32, f32, [u8; QK]) {
     let (mut levels, mut aux) = ([0u8; QK], [0u8; QK]);
-    let (d, the_min) = make_qkx3_quants(x, Some(w), &mut levels, &mut aux, search(nmax));
+    let (d, the_min) = make_qkx3_quants(x, w, &mut levels, &mut aux, search(nmax));
     (d, -the_min, levels)
 }
 

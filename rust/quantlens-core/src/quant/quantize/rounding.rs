@@ -12,13 +12,32 @@ const I32_LIMIT: f32 = 2_147_483_648.0;
 
 /// C's `(int)x` as x86-64 computes it: truncation toward zero; NaN, infinities and values
 /// outside the `i32` range give `i32::MIN`.
+///
+/// Written so that loops over it vectorise into `cvttps2dq`: Rust's saturating `as` would
+/// be converted one lane at a time.
 #[inline]
 pub(crate) fn trunc_i32(x: f32) -> i32 {
-    if x.abs() < I32_LIMIT {
-        x as i32
+    let in_range = x.abs() < I32_LIMIT;
+    let finite = if in_range { x } else { 0.0 };
+    // SAFETY: `finite` is either `x`, checked above to be below 2^31 in magnitude (so not
+    // NaN and its truncation fits an i32), or 0.0.
+    let t: i32 = unsafe { finite.to_int_unchecked() };
+    if in_range {
+        t
     } else {
         i32::MIN
     }
+}
+
+/// The low byte of [`trunc_i32`]: what C keeps when it converts a float to an 8-bit
+/// integer on x86-64 (0 for NaN, infinities and values outside the `i32` range).
+#[inline]
+pub(crate) fn trunc_low_byte(x: f32) -> u8 {
+    let finite = if x.abs() < I32_LIMIT { x } else { 0.0 };
+    // SAFETY: `finite` is either `x`, checked above to be below 2^31 in magnitude (so not
+    // NaN and its truncation fits an i32), or 0.0.
+    let t: i32 = unsafe { finite.to_int_unchecked() };
+    t as u8
 }
 
 /// C's `(int)roundf(x)` on x86-64: round half away from zero, then [`trunc_i32`].
@@ -28,12 +47,15 @@ pub(crate) fn trunc_i32(x: f32) -> i32 {
 #[inline]
 pub(crate) fn round_i32(x: f32) -> i32 {
     const EXACT: f32 = 8_388_608.0;
+    let t = trunc_i32(x);
+    let frac = x - t as f32;
+    let rounded = t
+        .wrapping_add(i32::from(frac >= 0.5))
+        .wrapping_sub(i32::from(frac <= -0.5));
     if x.abs() < EXACT {
-        let t = x as i32;
-        let frac = x - t as f32;
-        t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
+        rounded
     } else {
-        trunc_i32(x)
+        t
     }
 }
 
@@ -48,12 +70,15 @@ pub(crate) fn nearest_int(x: f32) -> i32 {
 
 /// ggml's `GGML_FP32_TO_FP16` as little-endian bytes: round to nearest even, overflow to
 /// infinity, and every NaN to the quiet NaN `0x7e00` with the input's sign.
+///
+/// The portable conversion, inlined: the F16C path of `half::f16::from_f32` checks the CPU
+/// and makes a call per scale, which costs more than quantizing a 32-weight block.
 #[inline]
 pub(crate) fn fp16_bytes(x: f32) -> [u8; 2] {
     let bits = if x.is_nan() {
         ((x.to_bits() >> 16) as u16 & 0x8000) | 0x7e00
     } else {
-        half::f16::from_f32(x).to_bits()
+        half::f16::from_f32_const(x).to_bits()
     };
     bits.to_le_bytes()
 }
@@ -113,6 +138,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn low_byte_is_the_low_byte_of_the_truncation(bits in any::<u32>()) {
+            let x = f32::from_bits(bits);
+            prop_assert_eq!(trunc_low_byte(x), trunc_i32(x) as u8);
+        }
+
+        #[test]
+        fn fp16_equals_half_for_every_number(bits in any::<u32>()) {
+            let x = f32::from_bits(bits);
+            prop_assume!(!x.is_nan());
+            prop_assert_eq!(fp16_bytes(x), half::f16::from_f32(x).to_bits().to_le_bytes());
+        }
+
         #[test]
         fn round_equals_libm_round_for_any_float(bits in any::<u32>()) {
             let x = f32::from_bits(bits);

@@ -6,9 +6,17 @@
 //! exactly as ggml resolves them. Quant levels are returned in caller-provided slices, with
 //! the offset ggml applies (signed levels biased by `nmax`).
 //!
+//! # Non-finite values
+//!
 //! Nothing here panics or loops without bound on any input: NaN and infinities flow through
-//! the arithmetic, and [`nearest_int`] is total, so non-finite data yields the bytes ggml's
-//! release build produces (its `assert`s are compiled out there).
+//! the arithmetic exactly as through ggml's (whose `assert`s are compiled out in release
+//! builds), and [`nearest_int`] is total. Results equal ggml's on every platform while no
+//! NaN arises. Once one does (a NaN input, `inf - inf` after an overflow, an infinite
+//! weight times a zero), the bytes that depend on it are not fully pinned down, for ggml
+//! either: a NaN made from non-NaN operands is negative on x86 and positive on ARM, and when
+//! two NaNs meet, which one survives depends on the operand order the compiler chose. So the
+//! sign of an f16 NaN scale, and a level rounded from a NaN, may differ from ggml's; NaN
+//! scales are always stored as ggml stores them, `0x7e00` with the sign.
 
 /// Groups whose largest magnitude is below this count as all zero (ggml's `GROUP_MAX_EPS`).
 pub const GROUP_MAX_EPS: f32 = 1e-15;
@@ -91,13 +99,49 @@ fn qx_weight(rmse_type: i32, x: f32) -> f32 {
     }
 }
 
-/// `sum(w·x·l)` and `sum(w·l²)` of `x` quantized with `iscale` to `-nmax..nmax`.
+/// Values per step of [`qx_sums`]: the per-value products of a step are independent, so the
+/// compiler can compute them in vector registers, while the sums stay strictly in order.
+const LANES: usize = 16;
+
+/// `round(iscale · x)` limited to `-nmax..nmax`.
 #[inline]
-fn qx_sums(x: &[f32], nmax: i32, iscale: f32, rmse_type: i32, qw: Option<&[f32]>) -> (f32, f32) {
+fn qx_level(x: f32, iscale: f32, nmax: i32) -> i32 {
+    nearest_int(iscale * x).min(nmax - 1).max(-nmax)
+}
+
+/// `sum(w·x·l)` and `sum(w·l²)` of `x` quantized with `iscale` to `-nmax..nmax`, summed in
+/// order; `weights(chunk, start)` gives the weights of the `LANES` values from `start`.
+#[inline]
+fn qx_sums(
+    x: &[f32],
+    nmax: i32,
+    iscale: f32,
+    weights: impl Fn(&[f32; LANES], usize) -> [f32; LANES],
+    weight: impl Fn(usize, f32) -> f32,
+) -> (f32, f32) {
     let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-    for (i, &xi) in x.iter().enumerate() {
-        let l = nearest_int(iscale * xi).clamp(-nmax, nmax - 1) as f32;
-        let w = qw.map_or_else(|| qx_weight(rmse_type, xi), |q| q[i]);
+    let chunks = x.chunks_exact(LANES);
+    let tail_start = x.len() - chunks.remainder().len();
+    for (c, chunk) in chunks.enumerate() {
+        let Ok(chunk) = <&[f32; LANES]>::try_from(chunk) else {
+            continue;
+        };
+        let w = weights(chunk, c * LANES);
+        let mut lx = [0.0f32; LANES];
+        let mut ll = [0.0f32; LANES];
+        for k in 0..LANES {
+            let l = qx_level(chunk[k], iscale, nmax) as f32;
+            lx[k] = w[k] * chunk[k] * l;
+            ll[k] = w[k] * l * l;
+        }
+        for k in 0..LANES {
+            sumlx += lx[k];
+            suml2 += ll[k];
+        }
+    }
+    for (i, &xi) in x.iter().enumerate().skip(tail_start) {
+        let l = qx_level(xi, iscale, nmax) as f32;
+        let w = weight(i, xi);
         sumlx += w * xi * l;
         suml2 += w * l * l;
     }
@@ -108,7 +152,7 @@ fn qx_sums(x: &[f32], nmax: i32, iscale: f32, rmse_type: i32, qw: Option<&[f32]>
 #[inline]
 fn qx_levels(x: &[f32], nmax: i32, iscale: f32, levels: &mut [i8]) {
     for (l, &xi) in levels.iter_mut().zip(x) {
-        *l = (nmax + nearest_int(iscale * xi).clamp(-nmax, nmax - 1)) as i8;
+        *l = (nmax + qx_level(xi, iscale, nmax)) as i8;
     }
 }
 
@@ -131,15 +175,72 @@ pub fn make_qx_quants(
         levels.fill(0);
         return 0.0;
     }
-    let mut iscale = -(nmax as f32) / max;
+    let iscale = -(nmax as f32) / max;
     if rmse_type == 0 {
         qx_levels(x, nmax, iscale, levels);
         return 1.0 / iscale;
     }
     let return_early = rmse_type < 0;
-    let rmse_type = rmse_type.abs();
+    // `x²` weights of a short group are computed once rather than on every trial.
+    let mut squares = [0.0f32; 4 * LANES];
+    let qw = match (qw, rmse_type.abs()) {
+        (None, 1) if x.len() <= squares.len() => {
+            for (s, &v) in squares.iter_mut().zip(x) {
+                *s = v * v;
+            }
+            Some(&squares[..x.len()])
+        }
+        _ => qw,
+    };
+    // One monomorphic search per weighting keeps the inner loops free of dispatch.
+    match (qw, rmse_type.abs()) {
+        (Some(qw), _) => {
+            let qw = &qw[..x.len()];
+            let chunk_weights = |_: &[f32; LANES], start: usize| {
+                let mut w = [0.0f32; LANES];
+                w.copy_from_slice(&qw[start..start + LANES]);
+                w
+            };
+            qx_search(x, nmax, max, levels, return_early, chunk_weights, |i, _| {
+                qw[i]
+            })
+        }
+        (None, 1) => qx_search(
+            x,
+            nmax,
+            max,
+            levels,
+            return_early,
+            |c: &[f32; LANES], _| c.map(|v| v * v),
+            |_, v| v * v,
+        ),
+        (None, t) => qx_search(
+            x,
+            nmax,
+            max,
+            levels,
+            return_early,
+            |c: &[f32; LANES], _| c.map(|v| qx_weight(t, v)),
+            |_, v| qx_weight(t, v),
+        ),
+    }
+}
+
+/// The weighted least-squares part of [`make_qx_quants`], from the first fit at
+/// `-nmax / max` through the 18 trial scales.
+#[inline]
+fn qx_search(
+    x: &[f32],
+    nmax: i32,
+    max: f32,
+    levels: &mut [i8],
+    return_early: bool,
+    weights: impl Fn(&[f32; LANES], usize) -> [f32; LANES] + Copy,
+    weight: impl Fn(usize, f32) -> f32 + Copy,
+) -> f32 {
+    let mut iscale = -(nmax as f32) / max;
     qx_levels(x, nmax, iscale, levels);
-    let (sumlx, suml2) = qx_sums(x, nmax, iscale, rmse_type, qw);
+    let (sumlx, suml2) = qx_sums(x, nmax, iscale, weights, weight);
     let mut scale = if suml2 == 0.0 { 0.0 } else { sumlx / suml2 };
     if return_early {
         return if suml2 > 0.0 {
@@ -151,7 +252,7 @@ pub fn make_qx_quants(
     let mut best = scale * sumlx;
     for is in (-9..=9).filter(|&is| is != 0) {
         iscale = -(nmax as f32 + 0.1 * is as f32) / max;
-        let (sumlx, suml2) = qx_sums(x, nmax, iscale, rmse_type, qw);
+        let (sumlx, suml2) = qx_sums(x, nmax, iscale, weights, weight);
         if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
             qx_levels(x, nmax, iscale, levels);
             scale = sumlx / suml2;
@@ -266,30 +367,91 @@ impl AffineFit {
     }
 }
 
-/// The weighted error of `x` against `scale·l + min`.
+/// The weighted error of `x` against `scale·l + min`, summed in order (per-value terms in
+/// independent lanes, as in [`qx_sums`]).
 #[inline]
 fn affine_error(
     x: &[f32],
     levels: &[u8],
-    weight: impl Fn(usize) -> f32,
+    weights: &[f32],
     scale: f32,
     min: f32,
     use_mad: bool,
 ) -> f32 {
-    let mut error = 0.0f32;
-    for (i, (&xi, &l)) in x.iter().zip(levels).enumerate() {
+    let term = |xi: f32, l: u8, w: f32| {
         let diff = scale * f32::from(l) + min - xi;
-        let diff = if use_mad { diff.abs() } else { diff * diff };
-        error += weight(i) * diff;
+        w * if use_mad { diff.abs() } else { diff * diff }
+    };
+    let mut error = 0.0f32;
+    let (xs, ls, ws) = (
+        x.chunks_exact(LANES),
+        levels.chunks_exact(LANES),
+        weights.chunks_exact(LANES),
+    );
+    let tail = (xs.remainder(), ls.remainder(), ws.remainder());
+    for ((xc, lc), wc) in xs.zip(ls).zip(ws) {
+        let mut terms = [0.0f32; LANES];
+        for (((t, &xi), &l), &w) in terms.iter_mut().zip(xc).zip(lc).zip(wc) {
+            *t = term(xi, l, w);
+        }
+        for t in terms {
+            error += t;
+        }
+    }
+    for ((&xi, &l), &w) in tail.0.iter().zip(tail.1).zip(tail.2) {
+        error += term(xi, l, w);
     }
     error
 }
 
-/// The common body of `make_qkx2_quants` and `make_qkx3_quants`; `clamp_trial` maps a trial
-/// value `iscale·(x - min)` to a level.
+/// Fills `aux` with the trial levels of `x` and returns their least-squares sums, each sum
+/// in order (per-value products in independent lanes, as in [`qx_sums`]).
+#[inline]
+fn affine_trial(
+    x: &[f32],
+    weights: &[f32],
+    aux: &mut [u8],
+    level: impl Fn(f32) -> u8,
+) -> AffineFit {
+    let mut fit = AffineFit {
+        l1: 0.0,
+        l2: 0.0,
+        xl: 0.0,
+    };
+    let (xs, ws) = (x.chunks_exact(LANES), weights.chunks_exact(LANES));
+    let (x_tail, w_tail) = (xs.remainder(), ws.remainder());
+    let mut auxs = aux.chunks_exact_mut(LANES);
+    for ((ac, xc), wc) in (&mut auxs).zip(xs).zip(ws) {
+        let (mut l1, mut l2, mut xl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        for (k, ((a, &xi), &w)) in ac.iter_mut().zip(xc).zip(wc).enumerate() {
+            *a = level(xi);
+            let l = f32::from(*a);
+            l1[k] = w * l;
+            l2[k] = w * l * l;
+            xl[k] = w * l * xi;
+        }
+        for k in 0..LANES {
+            fit.l1 += l1[k];
+            fit.l2 += l2[k];
+            fit.xl += xl[k];
+        }
+    }
+    for ((a, &xi), &w) in auxs.into_remainder().iter_mut().zip(x_tail).zip(w_tail) {
+        *a = level(xi);
+        let l = f32::from(*a);
+        fit.l1 += w * l;
+        fit.l2 += w * l * l;
+        fit.xl += w * l * xi;
+    }
+    fit
+}
+
+/// The common body of `make_qkx2_quants` and `make_qkx3_quants`; `trial_level` maps a
+/// trial value `iscale·(x - min)` to a level, `degenerate(max, min)` says when to stop at
+/// all-zero levels.
 fn affine_search(
     x: &[f32],
-    weight: impl Fn(usize) -> f32 + Copy,
+    weights: &[f32],
     levels: &mut [u8],
     aux: &mut [u8],
     search: AffineSearch,
@@ -297,21 +459,20 @@ fn affine_search(
     trial_level: impl Fn(f32) -> u8,
 ) -> (f32, f32) {
     let len = x.len();
-    let (levels, aux) = (&mut levels[..len], &mut aux[..len]);
-    let Some(&x0) = x.first() else {
+    let (weights, levels, aux) = (&weights[..len], &mut levels[..len], &mut aux[..len]);
+    let (Some(&x0), Some(&w0)) = (x.first(), weights.first()) else {
         return (0.0, 0.0);
     };
     let (mut min, mut max) = (x0, x0);
-    let mut sum_w = weight(0);
+    let mut sum_w = w0;
     let mut sum_x = sum_w * x0;
-    for (i, &xi) in x.iter().enumerate().skip(1) {
+    for (&xi, &w) in x.iter().zip(weights).skip(1) {
         if xi < min {
             min = xi;
         }
         if xi > max {
             max = xi;
         }
-        let w = weight(i);
         sum_w += w;
         sum_x += w * xi;
     }
@@ -326,29 +487,17 @@ fn affine_search(
     let mut iscale = nmax as f32 / (max - min);
     let mut scale = 1.0 / iscale;
     for (l, &xi) in levels.iter_mut().zip(x) {
-        *l = nearest_int(iscale * (xi - min)).clamp(0, nmax) as u8;
+        *l = nearest_int(iscale * (xi - min)).min(nmax).max(0) as u8;
     }
-    let mut best_error = affine_error(x, levels, weight, scale, min, search.use_mad);
+    let mut best_error = affine_error(x, levels, weights, scale, min, search.use_mad);
     if search.nstep < 1 {
         return (scale, -min);
     }
     for is in 0..=search.nstep {
         iscale = (search.rmin + search.rdelta * is as f32 + nmax as f32) / (max - min);
-        let mut fit = AffineFit {
-            l1: 0.0,
-            l2: 0.0,
-            xl: 0.0,
-        };
-        for (i, (a, &xi)) in aux.iter_mut().zip(x).enumerate() {
-            let l = trial_level(iscale * (xi - min));
-            *a = l;
-            let (w, l) = (weight(i), f32::from(l));
-            fit.l1 += w * l;
-            fit.l2 += w * l * l;
-            fit.xl += w * l * xi;
-        }
+        let fit = affine_trial(x, weights, aux, |xi| trial_level(iscale * (xi - min)));
         if let Some((this_scale, this_min)) = fit.solve(sum_w, sum_x) {
-            let error = affine_error(x, aux, weight, this_scale, this_min, search.use_mad);
+            let error = affine_error(x, aux, weights, this_scale, this_min, search.use_mad);
             if error < best_error {
                 levels.copy_from_slice(aux);
                 best_error = error;
@@ -362,7 +511,7 @@ fn affine_search(
 
 /// ggml's `make_qkx2_quants`: an affine fit `x ≈ scale·l - the_min` with levels `0..=nmax`,
 /// searched over `p`'s trial scales with explicit `weights`. Returns `(scale, the_min)`;
-/// `levels` and `aux` must be at least as long as `x`.
+/// `weights`, `levels` and `aux` must be at least as long as `x`.
 #[allow(
     clippy::float_cmp,
     reason = "ggml treats exactly equal extremes as a constant group"
@@ -377,21 +526,22 @@ pub fn make_qkx2_quants(
     let nmax = p.nmax;
     affine_search(
         x,
-        |i| weights[i],
+        weights,
         levels,
         aux,
         p,
         |max, min| max == min,
-        |v| nearest_int(v).clamp(0, nmax) as u8,
+        |v| nearest_int(v).min(nmax).max(0) as u8,
     )
 }
 
-/// ggml's `make_qkx3_quants`: as [`make_qkx2_quants`], with `x²` weights where `weights` is
-/// `None`, and trial levels taken as 0 unless `iscale·(x - min)` is positive (which keeps
-/// infinite and NaN trial values at 0 or `nmax`).
+/// ggml's `make_qkx3_quants` as every ggml quantizer calls it (with explicit weights): as
+/// [`make_qkx2_quants`], except that a trial level is 0 unless `iscale·(x - min)` is
+/// positive, and at most `nmax` before rounding (which keeps infinite and NaN trial values
+/// at 0 or `nmax`).
 pub fn make_qkx3_quants(
     x: &[f32],
-    weights: Option<&[f32]>,
+    weights: &[f32],
     levels: &mut [u8],
     aux: &mut [u8],
     p: AffineSearch,
@@ -400,7 +550,7 @@ pub fn make_qkx3_quants(
     let nmax_f = nmax as f32;
     affine_search(
         x,
-        |i| weights.map_or_else(|| x[i] * x[i], |w| w[i]),
+        weights,
         levels,
         aux,
         p,
@@ -568,8 +718,35 @@ mod tests {
         );
         assert_eq!(lu, [0; 16]);
         let mut lu = [7u8; 16];
-        assert_eq!(make_qkx3_quants(&x, None, &mut lu, &mut aux, p), (0.0, 0.0));
+        assert_eq!(
+            make_qkx3_quants(&x, &[1.0; 16], &mut lu, &mut aux, p),
+            (0.0, 0.0)
+        );
         assert_eq!(lu, [0; 16]);
+    }
+
+    #[test]
+    fn implicit_and_explicit_square_weights_agree_for_any_group_length() {
+        // The weighting paths of make_qx_quants (squares precomputed, squares per trial,
+        // explicit weights; whole lanes and a tail) must give the same bits.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in [16, 20, 37, 64, 100] {
+            let x: Vec<f32> = (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
+                })
+                .collect();
+            let squares: Vec<f32> = x.iter().map(|v| v * v).collect();
+            let (mut implicit, mut explicit) = (vec![0i8; len], vec![0i8; len]);
+            let a = make_qx_quants(&x, 16, &mut implicit, 1, None);
+            let b = make_qx_quants(&x, 16, &mut explicit, 1, Some(&squares));
+            assert_eq!(a.to_bits(), b.to_bits(), "{len}");
+            assert_eq!(implicit, explicit, "{len}");
+            assert!(implicit.iter().all(|&l| (0..32).contains(&l)), "{len}");
+        }
     }
 
     #[test]

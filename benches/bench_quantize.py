@@ -1,0 +1,117 @@
+"""Quantization throughput: quantlens against ggml's own quantizer, in one process.
+
+For each type, on the same float32 rows (random normal weights, rows of 4096):
+
+- ggml's ``ggml_quantize_chunk`` (llama-cpp-python's libggml-base, through ctypes) on one
+  thread: what ``llama-quantize`` runs per thread;
+- ``quantlens.quantize`` on one thread, then on every thread of the machine;
+- with ``--imatrix``, both again with an importance matrix.
+
+Rounds are interleaved and times are medians; throughput is in millions of weights per
+second. The single-thread columns use the calling thread's CPU time (both quantizers run on
+it), which a busy machine disturbs far less than wall time; the thread-scaling columns use
+wall time. Each quantlens result is checked byte for byte against ggml's before timing.
+
+    python benches/bench_quantize.py [--types Q4_K,IQ4_XS] [--mi 2] [--repeat 5] [--imatrix]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from ggml_ref import Ggml
+
+import quantlens
+from quantlens import GGML_QUANT_SIZES
+from quantlens import GGMLQuantizationType as Q
+
+MI = 1 << 20
+THREADS = os.cpu_count() or 1
+TYPES = [
+    Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0,
+    Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K,
+    Q.IQ4_NL, Q.IQ4_XS,
+]  # fmt: skip
+
+
+def medians(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median ``(wall, thread CPU)`` seconds of each run, one warm-up each, rounds
+    interleaved."""
+    for fn in runs.values():
+        fn()
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, fn in runs.items():
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            fn()
+            cpu[name].append(time.thread_time() - start_cpu)
+            wall[name].append(time.perf_counter() - start)
+    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in runs}
+
+
+def bench_type(
+    ggml: Ggml, qtype: Q, x: np.ndarray, imatrix: np.ndarray | None, repeat: int
+) -> dict[str, float]:
+    block, size = GGML_QUANT_SIZES[qtype]
+    ref = ggml.quantize(int(qtype), x, size, block, imatrix)
+    ours = quantlens.quantize(x, qtype, imatrix=imatrix, threads=1).reshape(-1)
+    if not np.array_equal(ours, ref):
+        raise AssertionError(f"{qtype.name}: quantlens differs from ggml")
+    runs: dict[str, Callable[[], object]] = {
+        "ggml": lambda: ggml.quantize(int(qtype), x, size, block, imatrix),
+        "ql1": lambda: quantlens.quantize(x, qtype, imatrix=imatrix, threads=1),
+        "qlN": lambda: quantlens.quantize(x, qtype, imatrix=imatrix, threads=THREADS),
+    }
+    timed = medians(runs, repeat)
+    rate = {f"{name} wall": x.size / wall / 1e6 for name, (wall, _) in timed.items()}
+    rate.update({f"{name} cpu": x.size / cpu / 1e6 for name, (_, cpu) in timed.items()})
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--types", default=",".join(t.name for t in TYPES))
+    parser.add_argument("--mi", type=int, default=2, help="Mi weights per tensor")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--imatrix", action="store_true", help="also time with an imatrix")
+    args = parser.parse_args()
+    ggml = Ggml()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.mi * MI // 4096, 4096)).astype(np.float32)
+    w = (rng.random(4096) ** 2).astype(np.float32)
+    print(
+        f"quantize throughput, Mweights/s ({args.mi} Mi weights, rows of 4096, "
+        f"median of {args.repeat}; cpu = single thread, thread CPU time; 1T/{THREADS}T = "
+        f"quantlens wall time)"
+    )
+    header = (
+        f"{'type':<16}{'ggml cpu':>10}{'ql cpu':>10}{'ql/ggml':>9}"
+        f"{'ql 1T':>10}{f'ql {THREADS}T':>10}{f'{THREADS}T/1T':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    variants = [None, w] if args.imatrix else [None]
+    for name in args.types.split(","):
+        qtype = Q[name.strip().upper()]
+        for imatrix in variants:
+            r = bench_type(ggml, qtype, x, imatrix, args.repeat)
+            label = qtype.name + (" +imatrix" if imatrix is not None else "")
+            print(
+                f"{label:<16}{r['ggml cpu']:>10.1f}{r['ql1 cpu']:>10.1f}"
+                f"{r['ql1 cpu'] / r['ggml cpu']:>9.2f}{r['ql1 wall']:>10.1f}"
+                f"{r['qlN wall']:>10.1f}{r['qlN wall'] / r['ql1 wall']:>8.2f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
