@@ -6,7 +6,7 @@ against these recorded outputs instead.
 
 Entries: ``x/<case>`` float32 rows, ``imatrix/<case>`` float32 importance weights, and
 ``q/<TYPE>/<case>`` and ``qi/<TYPE>/<case>`` ggml's bytes without and with the importance
-matrix. Types are those of issue 8 that ggml quantizes without an importance matrix.
+matrix. Types are every type quantlens quantizes.
 
 Run from the project root: python3 scripts/make_quantize_golden.py (needs llama-cpp-python).
 """
