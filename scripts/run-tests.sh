@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Every test: the Rust workspace and the Python suite, first with the SIMD kernels this CPU
-# selects, then the kernel suites again with QUANTLENS_FORCE_SCALAR=1 (the reference
-# kernels), then the core
-# crate's tests for aarch64 under qemu where the cross tools are installed.
+# Every test: the Rust workspace and the Python suite with the SIMD kernels this CPU selects,
+# then the kernel suites again with QUANTLENS_FORCE_SCALAR=1 (the reference kernels), then
+# the core crate's tests for aarch64 under qemu where the cross tools are installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
