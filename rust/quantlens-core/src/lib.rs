@@ -11,6 +11,7 @@ pub mod dtype;
 pub mod error;
 pub mod format;
 pub mod gguf;
+pub mod limits;
 pub mod mmap;
 pub mod pytorch;
 pub mod quant;
@@ -20,5 +21,6 @@ pub mod weights;
 
 pub use dtype::{file_type_label, GgmlType, TypeInfo, KNOWN_TYPES};
 pub use error::{Error, Result};
+pub use limits::{Access, Limits, OpenOptions};
 pub use mmap::MappedFile;
 pub use tensor::{DType, TensorRef};
