@@ -35,12 +35,14 @@ from quantlens.files import (
     open_weights,
 )
 from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType, file_type_label
+from quantlens.limits import Limits
 
 __all__ = [
     "GGML_QUANT_SIZES",
     "GGMLQuantizationType",
     "GGUFFile",
     "LimitExceededError",
+    "Limits",
     "MalformedFileError",
     "Metadata",
     "MetadataArray",
