@@ -32,6 +32,6 @@ for target in "${targets[@]}"; do
     echo "== fuzz $target for ${seconds}s"
     cargo fuzz run -a "${build[@]}" "$target" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 \
-        | grep -E '^(#[0-9]+ +DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|thread .* panicked|artifact_prefix)' \
+        | grep -E '^(#[0-9]+[[:space:]]+DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|thread .* panicked|artifact_prefix)' \
         || { echo "fuzz target $target failed"; exit 1; }
 done

@@ -13,7 +13,7 @@ use quantlens_core::gguf::{Array, GgufModel, Header, Value};
 use quantlens_core::quant::output::{f32_to_bf16_slice, f32_to_f16_slice};
 use quantlens_core::quant::{self, endian, DequantError, Isa, Output};
 use quantlens_core::tensor::TensorRef;
-use quantlens_core::{GgmlType, KNOWN_TYPES};
+use quantlens_core::{Access, GgmlType, OpenOptions, KNOWN_TYPES};
 
 /// Largest tensor the header targets decode, so a big accepted file stays fast.
 const DECODE_CAP: u64 = 1 << 16;
@@ -94,7 +94,7 @@ pub const SHARD_SEPARATOR: &[u8] = b"\n--quantlens-shard--\n";
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// Assemble a split GGUF model from shards cut out of `data`: the first byte picks which
-/// shard is opened, the rest is split at [`SHARD_SEPARATOR`] into up to 4 files named
+/// shard is opened (and, by its top bit, whether files are mapped or read), the rest is split at [`SHARD_SEPARATOR`] into up to 4 files named
 /// `m-0000I-of-0000N.gguf`.
 pub fn gguf_split(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
@@ -110,9 +110,19 @@ pub fn gguf_split(data: &[u8]) {
     }
     let open = dir.join(format!(
         "m-{:05}-of-{count:05}.gguf",
-        usize::from(pick) % count + 1
+        usize::from(pick & 0x7f) % count + 1
     ));
-    let result = GgufModel::open(&open);
+    // The top bit of the pick reads the files instead of mapping them.
+    let access = if pick & 0x80 == 0 {
+        Access::Map
+    } else {
+        Access::Read
+    };
+    let options = OpenOptions {
+        access,
+        ..OpenOptions::default()
+    };
+    let result = GgufModel::open_with(&open, &options);
     if let Ok(model) = result {
         let names: Vec<String> = model.tensors().map(|(_, t)| t.name.to_string()).collect();
         assert_eq!(names.len(), model.tensor_count());
