@@ -76,3 +76,37 @@ def test_truncated_while_open(tmp_path: Path, kind: int, mmap: bool) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("done")
     assert ("refused:" in proc.stdout) == mmap
+
+
+HEADER_SCENARIO = r"""
+import os, sys
+import quantlens
+
+path, mmap = sys.argv[1], sys.argv[2] == "1"
+f = quantlens.GGUFFile(path, mmap=mmap)
+os.truncate(path, 64)  # inside the header: the metadata strings are gone
+try:
+    tokens = f.metadata["tokenizer.ggml.tokens"]
+    assert not mmap, "mapped metadata past the new end must be refused"
+    assert tokens[3] == "世界" and tokens.tolist()[:2] == ["<s>", "</s>"]
+except quantlens.TruncatedFileError as e:
+    assert mmap, "read mode must answer from memory"
+    print("refused:", e)
+print("done")
+"""
+
+
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "read"])
+def test_gguf_header_cut_while_open(small_model: Path, mmap: bool) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run(
+        [sys.executable, "-c", HEADER_SCENARIO, str(small_model), "1" if mmap else "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode != -signal.SIGBUS, "SIGBUS reading a truncated header"
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("done")
+    assert ("refused:" in proc.stdout) == mmap

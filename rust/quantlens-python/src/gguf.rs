@@ -89,6 +89,7 @@ impl GgufModel {
     /// Metadata of the first file: `(key, type name, value, offset)` in file order.
     fn metadata_entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let owner = ValueOwner::new(&self.inner);
+        owner.check_present(py)?;
         let entries = (0..self.inner.header().metadata.len())
             .map(|i| metadata_entry(py, &owner, i))
             .collect::<PyResult<Vec<_>>>()?;
