@@ -164,3 +164,47 @@ pub fn advise_huge_pages<T>(buffer: &mut [T]) {
     #[cfg(not(target_os = "linux"))]
     let _ = buffer;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extents_are_checked_against_the_current_size() {
+        let path = std::env::temp_dir().join(format!("quantlens-mmap-{}", std::process::id()));
+        std::fs::write(&path, vec![7u8; 10_000]).unwrap();
+        let mapped = MappedFile::open(&path).unwrap();
+        let read = MappedFile::open_with(&path, Access::Read).unwrap();
+        assert_eq!(
+            (mapped.access(), read.access()),
+            (Access::Map, Access::Read)
+        );
+        assert!(mapped.check_extent("test", String::new, 0, 10_000).is_ok());
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        let err = mapped
+            .check_extent("test", || "data".into(), 50, 100)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    offset: 50,
+                    needed: 100,
+                    available: 50,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(mapped.check_extent("test", String::new, 0, 100).is_ok());
+        // A file read whole keeps its bytes whatever happens to it.
+        assert!(read.check_extent("test", String::new, 0, 10_000).is_ok());
+        assert!(read.bytes().iter().all(|&b| b == 7) && read.len() == 10_000);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
