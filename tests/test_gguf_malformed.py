@@ -432,18 +432,25 @@ def test_unknown_ggml_type_is_listed_but_not_read(tmp_path: Path) -> None:
 
 
 def test_nesting_at_the_limit_opens(tmp_path: Path) -> None:
-    """Eight levels of arrays is the cap: it opens, and reads back nested."""
-    path = write(tmp_path / "deep.gguf", build_gguf([KV("a", ARRAY, _nested(8))]).data)
-    with GGUFFile(path) as f:
-        value = f.metadata["a"]
-        for _ in range(7):
-            assert value.element_type == "ARRAY" and len(value) == 1
-            value = value[0]
-        assert value.element_type == "UINT8" and value.tolist() == [1]
-        assert f.metadata["a"].tolist() == [[[[[[[[1]]]]]]]]
-    path = write(tmp_path / "deeper.gguf", build_gguf([KV("a", ARRAY, _nested(9))]).data)
-    with pytest.raises(LimitExceededError):
-        GGUFFile(path)
+    """``Limits.max_depth`` levels of arrays open and read back nested; one more fails."""
+    from quantlens import Limits
+
+    for limits in (Limits(max_depth=8), Limits()):
+        depth = limits.max_depth
+        path = write(tmp_path / "deep.gguf", build_gguf([KV("a", ARRAY, _nested(depth))]).data)
+        with GGUFFile(path, limits=limits) as f:
+            value = f.metadata["a"]
+            for _ in range(depth - 1):
+                assert value.element_type == "ARRAY" and len(value) == 1
+                value = value[0]
+            assert value.element_type == "UINT8" and value.tolist() == [1]
+            if depth == 8:
+                assert f.metadata["a"].tolist() == [[[[[[[[1]]]]]]]]
+        deeper = build_gguf([KV("a", ARRAY, _nested(depth + 1))]).data
+        path = write(tmp_path / "deeper.gguf", deeper)
+        with pytest.raises(LimitExceededError) as info:
+            GGUFFile(path, limits=limits)
+        assert info.value.setting == "max_depth"
 
 
 def test_values_of_every_scalar_type_in_crafted_file(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from quantlens.files import (
 )
 from quantlens.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType, file_type_label
 from quantlens.gguf_writer import GGUFWriter
+from quantlens.limits import Limits
 
 if TYPE_CHECKING:
     from quantlens.config import (
@@ -86,6 +87,7 @@ __all__ = [
     "HuggingFaceRepo",
     "KVCacheStrategy",
     "LimitExceededError",
+    "Limits",
     "MalformedFileError",
     "Metadata",
     "MetadataArray",

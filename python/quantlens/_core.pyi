@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Any, final, overload
+from typing import Any, Protocol, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,7 @@ __all__ = [
     "accepts_imatrix",
     "can_dequantize",
     "can_quantize",
+    "default_limits",
     "default_threads",
     "dequantize",
     "encoding_order",
@@ -76,6 +77,23 @@ def can_dequantize(type_id: int) -> bool:
 def scale_fields(type_id: int) -> list[tuple[str, int]]:
     """Where a block of ggml type ``type_id`` keeps its scales: ``(encoding, offset)``."""
 
+def default_limits() -> list[tuple[str, int]]:
+    """The default caps of ``quantlens.Limits`` as ``(field, value)`` pairs."""
+
+class _LimitsLike(Protocol):
+    """What the open functions read from ``limits=``: the ``quantlens.Limits`` fields."""
+
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def max_tensors(self) -> int: ...
+    @property
+    def max_string_len(self) -> int: ...
+    @property
+    def max_array_len(self) -> int: ...
+    @property
+    def max_depth(self) -> int: ...
+
 def default_threads() -> int:
     """The thread count used when none is given."""
 
@@ -101,7 +119,9 @@ def accepts_imatrix(type_id: int) -> bool:
 class GgufModel:
     """An open GGUF model (one file, or every shard of a split model)."""
 
-    def __new__(cls, path: str | os.PathLike[str]) -> GgufModel: ...
+    def __new__(
+        cls, path: str | os.PathLike[str], *, limits: _LimitsLike | None = None, mmap: bool = True
+    ) -> GgufModel: ...
     @property
     def version(self) -> int: ...
     @property
@@ -175,7 +195,9 @@ class MappedBytes:
 class WeightModel:
     """An open safetensors model (one file or sharded) or PyTorch checkpoint."""
 
-    def __new__(cls, path: str | os.PathLike[str]) -> WeightModel: ...
+    def __new__(
+        cls, path: str | os.PathLike[str], *, limits: _LimitsLike | None = None, mmap: bool = True
+    ) -> WeightModel: ...
     @property
     def format(self) -> str: ...
     @property

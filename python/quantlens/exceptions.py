@@ -60,7 +60,24 @@ class TruncatedFileError(MalformedFileError):
 
 
 class LimitExceededError(MalformedFileError):
-    """A count, length or depth claimed by the file is over quantlens's safety cap."""
+    """A count, length or depth claimed by the file is over quantlens's safety cap.
+
+    Attributes:
+        setting: the :class:`quantlens.Limits` field that sets the cap
+            (``"max_tensors"``, ...), or ``None`` for a cap no setting changes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        offset: int | None = None,
+        tensor: str | None = None,
+        setting: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path, offset=offset, tensor=tensor)
+        self.setting = setting
 
 
 class UnsupportedVersionError(QuantlensError):

@@ -22,6 +22,7 @@ from quantlens._weightfile import TensorDescription, WeightFile
 from quantlens.decode import DTypeLike, allocate_output, writable_view
 from quantlens.exceptions import UnsupportedFormatError, UnsupportedTypeError
 from quantlens.ggml_types import file_type_label
+from quantlens.limits import Limits
 
 __all__ = [
     "GGUFFile",
@@ -81,9 +82,11 @@ class GGUFFile(WeightFile[_core.GgufModel]):
 
     format = "gguf"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, limits: Limits | None = None, mmap: bool = True
+    ) -> None:
         self.path = Path(path)
-        self._model: _core.GgufModel | None = _core.GgufModel(self.path)
+        self._model: _core.GgufModel | None = _core.GgufModel(self.path, limits=limits, mmap=mmap)
         self._metadata: Metadata | None = None
         self._tensors: list[TensorInfo] | None = None
         self._by_name: dict[str, TensorInfo] | None = None
@@ -210,9 +213,19 @@ class _ModelFile(WeightFile[_core.WeightModel]):
 
     _formats: ClassVar[tuple[str, ...]]
 
-    def __init__(self, path: str | os.PathLike[str], *, _model: Any = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        limits: Limits | None = None,
+        mmap: bool = True,
+        _model: Any = None,
+    ) -> None:
         self.path = Path(path)
-        model: _core.WeightModel = _model if _model is not None else _core.WeightModel(self.path)
+        model: _core.WeightModel = (
+            _model if _model is not None else _core.WeightModel(self.path, limits=limits, mmap=mmap)
+        )
+        self._mmap = mmap
         if model.format not in self._formats:
             raise UnsupportedFormatError(
                 f"{self.path}: this is {model.format}, not {self.format}; "
@@ -257,6 +270,8 @@ class _ModelFile(WeightFile[_core.WeightModel]):
         """
         info = self.tensor(name)
         if dtype is not None and _is_torch_dtype(dtype):
+            if not self._mmap:
+                return self._torch_copy(info, dtype)
             return self._torch_tensor(info, dtype)
         array = self._read(info)
         return array if dtype is None else array.astype(float_dtype(dtype))
@@ -276,8 +291,20 @@ class _ModelFile(WeightFile[_core.WeightModel]):
         import torch
 
         own = torch_dtype(_numpy_name(info))
+        # Refuses, with a typed error, a tensor past the file's current end.
+        self._open.tensor_bytes(info.name)
         window = self._storage(info.file)[info.offset : info.offset + info.nbytes]
         tensor = torch.empty(0, dtype=own).set_(window, 0, info.shape, info.strides)
+        return tensor if dtype == own else tensor.to(dtype)
+
+    def _torch_copy(self, info: WeightTensorInfo, dtype: Any) -> Any:
+        """A torch tensor over a fresh copy of the bytes, for files opened with
+        ``mmap=False`` (torch would map the file itself otherwise)."""
+        import torch
+
+        own = torch_dtype(_numpy_name(info))
+        flat = np.ascontiguousarray(self._read(info)).reshape(-1).view(np.uint8)
+        tensor = torch.from_numpy(flat).view(own).reshape(info.shape)
         return tensor if dtype == own else tensor.to(dtype)
 
     def _storage(self, file: int) -> Any:
@@ -335,19 +362,27 @@ def _is_torch_dtype(dtype: Any) -> bool:
     return type(dtype).__module__.split(".")[0] == "torch"
 
 
-def open_weights(path: str | os.PathLike[str]) -> WeightFile[Any]:
+def open_weights(
+    path: str | os.PathLike[str], *, limits: Limits | None = None, mmap: bool = True
+) -> WeightFile[Any]:
     """Open a weight file or model, telling its format from its first bytes.
 
     ``path`` may be a GGUF file (a split model opens whole from any shard), a safetensors
     file, a sharded model's folder or ``*.index.json``, or a PyTorch checkpoint. A file that
     is none of these (a Git LFS pointer, an HTML error page, an empty or cut-off download)
     raises a :class:`~quantlens.exceptions.QuantlensError` saying what it is instead.
+
+    ``limits`` caps what the file may claim (:class:`~quantlens.Limits`; the defaults open
+    every real model). ``mmap=False`` reads the files into memory instead of mapping them,
+    so that another process cutting or rewriting a file later cannot crash this one; it
+    costs memory the size of the files. Mapped files are checked against their current
+    size before a tensor is read.
     """
     target = Path(path)
     if not target.is_dir():
         kind, _ = _core.sniff_file(target)
         if kind == "gguf":
-            return GGUFFile(target)
-    model = _core.WeightModel(target)
+            return GGUFFile(target, limits=limits, mmap=mmap)
+    model = _core.WeightModel(target, limits=limits, mmap=mmap)
     cls = SafetensorsFile if model.format == "safetensors" else TorchFile
-    return cls(target, _model=model)
+    return cls(target, mmap=mmap, _model=model)

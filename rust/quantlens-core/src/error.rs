@@ -64,7 +64,7 @@ pub enum Error {
         available: u64,
     },
     /// A claimed count, length or depth is over the cap this reader enforces.
-    #[error("{file}{format} file at byte {offset}: {what} {value} exceeds the limit of {limit}")]
+    #[error("{file}{format} file at byte {offset}: {what} {value} exceeds the limit of {limit}{}", SettingNote(*.setting))]
     LimitExceeded {
         /// The file.
         file: FileRef,
@@ -78,6 +78,8 @@ pub enum Error {
         value: u64,
         /// The cap.
         limit: u64,
+        /// The [`crate::Limits`] field that sets the cap; `None` for fixed caps.
+        setting: Option<&'static str>,
     },
     /// A format version this reader does not read.
     #[error("{file}{message}")]
@@ -165,6 +167,18 @@ pub enum Error {
         /// The global, as `module.name`.
         global: String,
     },
+}
+
+/// Tells, after a limit, which setting raises it.
+struct SettingNote(Option<&'static str>);
+
+impl fmt::Display for SettingNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, " (set by Limits.{name})"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Error {
@@ -274,9 +288,18 @@ impl Error {
                 offset,
                 value,
                 limit,
+                setting: None,
             });
         }
         Ok(())
+    }
+
+    /// The [`crate::Limits`] field a [`Error::LimitExceeded`] names, if any.
+    pub fn limit_setting(&self) -> Option<&'static str> {
+        match self {
+            Error::LimitExceeded { setting, .. } => *setting,
+            _ => None,
+        }
     }
 
     /// An I/O error about `path`.

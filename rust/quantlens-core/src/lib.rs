@@ -12,6 +12,7 @@ pub mod encoding;
 pub mod error;
 pub mod format;
 pub mod gguf;
+pub mod limits;
 pub mod mmap;
 pub mod pytorch;
 pub mod quant;
@@ -21,5 +22,6 @@ pub mod weights;
 
 pub use dtype::{file_type_label, GgmlType, TypeInfo, KNOWN_TYPES};
 pub use error::{Error, Result};
+pub use limits::{Access, Limits, OpenOptions};
 pub use mmap::MappedFile;
 pub use tensor::{DType, TensorRef};

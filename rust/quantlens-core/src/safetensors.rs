@@ -12,6 +12,7 @@ use ::safetensors::tensor::{Dtype, Metadata, SafeTensorError, TensorInfo};
 use ::safetensors::SafeTensors;
 
 use crate::error::{Error, FileRef, Result};
+use crate::limits::{self, Limits};
 use crate::tensor::{DType, TensorRef};
 use crate::weights::Parsed;
 
@@ -29,11 +30,36 @@ const MAX_HEADER: u64 = 100_000_000;
 /// Tensors come in data order with absolute offsets, `file` 0 and contiguous strides;
 /// `__metadata__` comes sorted by key (JSON objects have no order the crate keeps).
 pub fn parse(bytes: &[u8]) -> Result<Parsed> {
+    parse_with(bytes, &Limits::DEFAULT)
+}
+
+/// [`parse`] under `limits`: the header length and the tensor count are checked before
+/// the JSON is read or the tensors listed.
+pub fn parse_with(bytes: &[u8], limits: &Limits) -> Result<Parsed> {
+    if let Some(prefix) = bytes.get(..8) {
+        let declared = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+        limits::check(
+            FORMAT,
+            "header length",
+            "max_header_bytes",
+            0,
+            declared,
+            limits.max_header_bytes,
+        )?;
+    }
     let (header_len, metadata) =
         SafeTensors::read_metadata(bytes).map_err(|e| convert(e, bytes))?;
     let data_start = PREFIX + header_len as u64;
-    let tensors = metadata
-        .offset_keys()
+    let names = metadata.offset_keys();
+    limits::check(
+        FORMAT,
+        "tensor count",
+        "max_tensors",
+        PREFIX,
+        names.len() as u64,
+        limits.max_tensors,
+    )?;
+    let tensors = names
         .into_iter()
         .map(|name| {
             let info = metadata
@@ -62,6 +88,16 @@ fn tensor_ref(name: String, info: &TensorInfo, data_start: u64) -> Result<Tensor
         dtype: info.dtype.to_string(),
     })?;
     let shape: Vec<u64> = info.shape.iter().map(|&d| d as u64).collect();
+    // numpy and torch index with signed 64-bit sizes: a larger dimension (legal only in an
+    // empty tensor) could not be represented by any reader of the result.
+    if let Some(&dim) = shape.iter().find(|&&d| d > i64::MAX as u64) {
+        return Err(Error::Malformed {
+            file: FileRef::default(),
+            format: FORMAT,
+            offset: PREFIX,
+            message: format!("tensor '{name}' has dimension {dim}, over 2^63-1"),
+        });
+    }
     let strides = TensorRef::contiguous_strides(&shape).ok_or_else(|| Error::Malformed {
         file: FileRef::default(),
         format: FORMAT,
@@ -129,6 +165,7 @@ fn convert(err: SafeTensorError, bytes: &[u8]) -> Error {
             offset: 0,
             value: declared.unwrap_or(0),
             limit: MAX_HEADER,
+            setting: None,
         },
         SafeTensorError::InvalidHeaderLength => truncated(
             "JSON header".into(),
@@ -279,6 +316,36 @@ mod tests {
             &[0],
         );
         assert!(convert_of(&unknown).to_string().contains("F3"));
+    }
+
+    #[test]
+    fn dimensions_past_i64_are_refused_even_when_empty() {
+        let header =
+            r#"{"e":{"dtype":"F32","shape":[9223372036854775808,0],"data_offsets":[0,0]}}"#;
+        let err = parse(&file(header, &[])).unwrap_err();
+        assert!(err.to_string().contains("9223372036854775808"), "{err}");
+        let header =
+            r#"{"e":{"dtype":"F32","shape":[9223372036854775807,0],"data_offsets":[0,0]}}"#;
+        assert!(parse(&file(header, &[])).is_ok());
+    }
+
+    #[test]
+    fn limits_name_their_setting() {
+        let ok = file(
+            r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+            &[0; 8],
+        );
+        let tight = |f: fn(&mut Limits)| {
+            let mut limits = Limits::DEFAULT;
+            f(&mut limits);
+            parse_with(&ok, &limits)
+                .unwrap_err()
+                .limit_setting()
+                .unwrap_or("none")
+        };
+        assert_eq!(tight(|l| l.max_tensors = 1), "max_tensors");
+        assert_eq!(tight(|l| l.max_header_bytes = 8), "max_header_bytes");
+        assert_eq!(parse_with(&ok, &Limits::DEFAULT).unwrap().tensors.len(), 2);
     }
 
     fn convert_of(bytes: &[u8]) -> Error {

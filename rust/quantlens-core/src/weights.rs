@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, FileRef, Result};
 use crate::format::{self, FileKind, SNIFF_LEN};
+use crate::limits::{Limits, OpenOptions};
 use crate::mmap::{advise_huge_pages, MappedFile};
 use crate::tensor::TensorRef;
 
@@ -65,15 +66,20 @@ impl WeightIndex {
     /// A file that is none of these (a Git LFS pointer, an HTML error page, an empty file,
     /// a GGUF model) gets [`Error::UnsupportedFormat`] saying what it is instead.
     pub fn open(path: &Path) -> Result<Self> {
+        WeightIndex::open_with(path, &OpenOptions::default())
+    }
+
+    /// [`WeightIndex::open`] with the limits and access of `options`, for every file.
+    pub fn open_with(path: &Path, options: &OpenOptions) -> Result<Self> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
-            return sharded::open_dir(path);
+            return sharded::open_dir(path, options);
         }
-        let file = Arc::new(MappedFile::open(path)?);
+        let file = Arc::new(MappedFile::open_with(path, options.access)?);
         if kind_of(&file) == FileKind::Json {
-            return sharded::open_index(&file);
+            return sharded::open_index(&file, options);
         }
-        let (format, parsed) = parse_file(&file)?;
+        let (format, parsed) = parse_file(&file, &options.limits)?;
         WeightIndex::new(format, vec![file], parsed.tensors, parsed.metadata)
     }
 
@@ -139,7 +145,7 @@ impl WeightIndex {
             .ok()
             .zip(usize::try_from(t.nbytes).ok())
             .and_then(|(start, n)| Some(start..start.checked_add(n)?));
-        range
+        let bytes = range
             .and_then(|r| file.bytes().get(r))
             .ok_or_else(|| Error::Truncated {
                 file: FileRef(Some(file.path().to_path_buf())),
@@ -148,7 +154,11 @@ impl WeightIndex {
                 offset: t.offset,
                 needed: t.nbytes,
                 available: file.len().saturating_sub(t.offset),
-            })
+            })?;
+        // A mapped file may have shrunk since it was opened.
+        let what = || format!("data of tensor '{}'", t.name);
+        file.check_extent("weights", what, t.offset, t.nbytes)?;
+        Ok(bytes)
     }
 
     /// Copy the bytes tensor `name` spans into `out`, which must be exactly as long, on up
@@ -216,12 +226,16 @@ fn kind_of(file: &MappedFile) -> FileKind {
 }
 
 /// Parse one mapped safetensors file or PyTorch checkpoint; errors name the file.
-fn parse_file(file: &MappedFile) -> Result<(Format, Parsed)> {
+fn parse_file(file: &MappedFile, limits: &Limits) -> Result<(Format, Parsed)> {
     let bytes = file.bytes();
     let parsed = match kind_of(file) {
-        FileKind::Safetensors => crate::safetensors::parse(bytes).map(|p| (Format::Safetensors, p)),
-        FileKind::Zip => crate::pytorch::parse(bytes).map(|p| (Format::PyTorchZip, p)),
-        FileKind::Pickle => crate::pytorch::parse(bytes).map(|p| (Format::PyTorchLegacy, p)),
+        FileKind::Safetensors => {
+            crate::safetensors::parse_with(bytes, limits).map(|p| (Format::Safetensors, p))
+        }
+        FileKind::Zip => crate::pytorch::parse_with(bytes, limits).map(|p| (Format::PyTorchZip, p)),
+        FileKind::Pickle => {
+            crate::pytorch::parse_with(bytes, limits).map(|p| (Format::PyTorchLegacy, p))
+        }
         kind => Err(not_weights(kind)),
     };
     parsed.map_err(|e| e.in_file(file.path()))

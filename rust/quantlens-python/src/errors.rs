@@ -49,6 +49,9 @@ fn build(py: Python<'_>, class: &str, err: &Error) -> PyResult<PyErr> {
     kwargs.set_item("path", err.path())?;
     kwargs.set_item("offset", err.offset())?;
     kwargs.set_item("tensor", err.tensor())?;
+    if let Some(setting) = err.limit_setting() {
+        kwargs.set_item("setting", setting)?;
+    }
     let value = cls.call((err.to_string(),), Some(&kwargs))?;
     Ok(PyErr::from_value(value))
 }

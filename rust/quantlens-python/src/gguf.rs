@@ -13,6 +13,7 @@ use quantlens_core::MappedFile;
 use crate::dequant::{Kind, OutArray};
 use crate::errors::IntoPyResult;
 use crate::metadata::{metadata_entry, ValueOwner};
+use crate::options::open_options;
 
 /// An open GGUF model. Parsing happens once, with the GIL released.
 #[pyclass(module = "quantlens._core", frozen)]
@@ -22,10 +23,20 @@ pub struct GgufModel {
 
 #[pymethods]
 impl GgufModel {
-    /// Map and parse the GGUF file at `path` (and its sibling shards if it is split).
+    /// Map and parse the GGUF file at `path` (and its sibling shards if it is split)
+    /// under `limits`; `mmap=False` reads the files instead of mapping them.
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let model = py.detach(|| CoreModel::open(&path)).into_py_result(py)?;
+    #[pyo3(signature = (path, *, limits=None, mmap=true))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        limits: Option<&Bound<'_, PyAny>>,
+        mmap: bool,
+    ) -> PyResult<Self> {
+        let options = open_options(limits, mmap)?;
+        let model = py
+            .detach(|| CoreModel::open_with(&path, &options))
+            .into_py_result(py)?;
         Ok(GgufModel {
             inner: Arc::new(model),
         })
@@ -78,6 +89,7 @@ impl GgufModel {
     /// Metadata of the first file: `(key, type name, value, offset)` in file order.
     fn metadata_entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let owner = ValueOwner::new(&self.inner);
+        owner.check_present(py)?;
         let entries = (0..self.inner.header().metadata.len())
             .map(|i| metadata_entry(py, &owner, i))
             .collect::<PyResult<Vec<_>>>()?;
@@ -128,9 +140,9 @@ impl GgufModel {
             },
         )?;
         let view = ArrayView1::from(bytes);
-        // SAFETY: `bytes` lies in a read-only map owned by `owner`'s `Arc<MappedFile>`; the
-        // array holds `owner` as its base, so the map outlives the array, and the map is
-        // never remapped or written.
+        // SAFETY: `bytes` lies in the file's buffer (a read-only map, or a copy read on
+        // open) owned by `owner`'s `Arc<MappedFile>`; the array holds `owner` as its base,
+        // so the buffer outlives the array, and it is never moved, remapped or written.
         let array = unsafe { PyArray1::borrow_from_array(&view, owner.into_any()) };
         array.getattr("flags")?.setattr("writeable", false)?;
         Ok(array)

@@ -6,6 +6,7 @@ mod encoding;
 mod errors;
 mod gguf;
 mod metadata;
+mod options;
 mod quantize;
 mod weights;
 mod writer;
@@ -40,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ggml_types, m)?)?;
     m.add_function(wrap_pyfunction!(file_type_label, m)?)?;
     m.add_function(wrap_pyfunction!(sniff_file, m)?)?;
+    m.add_function(wrap_pyfunction!(options::default_limits, m)?)?;
     m.add_function(wrap_pyfunction!(dequant::dequantize, m)?)?;
     m.add_function(wrap_pyfunction!(dequant::kernel_isa, m)?)?;
     m.add_function(wrap_pyfunction!(dequant::can_dequantize, m)?)?;

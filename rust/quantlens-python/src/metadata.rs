@@ -9,6 +9,8 @@ use pyo3::types::{PyBytes, PyList, PySlice, PyString};
 use pyo3::IntoPyObjectExt;
 use quantlens_core::gguf::{Array, ArrayIndex, Endian, GgufModel, Value, ValueType};
 
+use crate::errors::IntoPyResult;
+
 /// The model whose first file holds the metadata.
 pub struct ValueOwner(Arc<GgufModel>);
 
@@ -19,6 +21,17 @@ impl ValueOwner {
 
     fn bytes(&self) -> &[u8] {
         self.0.shards[0].file.bytes()
+    }
+
+    /// Fail, rather than fault, if the mapped header was cut off the file since it was
+    /// opened; values are read from the file only when asked for.
+    pub fn check_present(&self, py: Python<'_>) -> PyResult<()> {
+        let shard = &self.0.shards[0];
+        let end = shard.header.data_offset.min(shard.file.len());
+        shard
+            .file
+            .check_extent("GGUF", || "metadata".to_owned(), 0, end)
+            .into_py_result(py)
     }
 }
 
@@ -141,6 +154,7 @@ impl MetadataArray {
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        ValueOwner::new(&self.model).check_present(py)?;
         let len = self.array().len;
         if let Ok(slice) = key.cast::<PySlice>() {
             let ix = slice.indices(len as isize)?;
@@ -166,6 +180,7 @@ impl MetadataArray {
 
     /// Every element as a Python list (nested arrays become nested lists).
     fn tolist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        ValueOwner::new(&self.model).check_present(py)?;
         let items = (0..self.array().len)
             .map(|i| {
                 let item = self.item(py, i)?;
@@ -180,6 +195,7 @@ impl MetadataArray {
 
     /// A numpy copy of a numeric or boolean array in native byte order.
     fn to_numpy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ValueOwner::new(&self.model).check_present(py)?;
         let array = self.array();
         let bytes = array
             .fixed_bytes(self.model.shards[0].file.bytes())

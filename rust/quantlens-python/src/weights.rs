@@ -13,6 +13,7 @@ use quantlens_core::TensorRef;
 
 use crate::errors::IntoPyResult;
 use crate::gguf::MappedBytes;
+use crate::options::open_options;
 
 /// An open safetensors model or PyTorch checkpoint. Parsing happens once, with the GIL
 /// released; tensors stay in the mapped files until asked for.
@@ -25,9 +26,19 @@ pub struct WeightModel {
 impl WeightModel {
     /// Open `path`: a safetensors file, a PyTorch checkpoint, a `*.index.json` of a
     /// sharded model, or a folder holding one; the format is told from the bytes.
+    /// Under `limits`; `mmap=False` reads the files instead of mapping them.
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let index = py.detach(|| WeightIndex::open(&path)).into_py_result(py)?;
+    #[pyo3(signature = (path, *, limits=None, mmap=true))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        limits: Option<&Bound<'_, PyAny>>,
+        mmap: bool,
+    ) -> PyResult<Self> {
+        let options = open_options(limits, mmap)?;
+        let index = py
+            .detach(|| WeightIndex::open_with(&path, &options))
+            .into_py_result(py)?;
         Ok(WeightModel {
             inner: Arc::new(index),
         })
@@ -86,9 +97,9 @@ impl WeightModel {
             .file_of(self.inner.tensor(name).into_py_result(py)?);
         let owner = Bound::new(py, MappedBytes::new(Arc::clone(file)))?;
         let view = ArrayView1::from(bytes);
-        // SAFETY: `bytes` lies in a read-only map owned by `owner`'s `Arc<MappedFile>`; the
-        // array holds `owner` as its base, so the map outlives the array, and the map is
-        // never remapped or written.
+        // SAFETY: `bytes` lies in the file's buffer (a read-only map, or a copy read on
+        // open) owned by `owner`'s `Arc<MappedFile>`; the array holds `owner` as its base,
+        // so the buffer outlives the array, and it is never moved, remapped or written.
         let array = unsafe { PyArray1::borrow_from_array(&view, owner.into_any()) };
         array.getattr("flags")?.setattr("writeable", false)?;
         Ok(array)

@@ -10,6 +10,7 @@ use super::limits;
 use super::value::{read_string_capped, read_type_tag, read_value, Value};
 use crate::dtype::GgmlType;
 use crate::error::{Error, FileRef, Result};
+use crate::limits::Limits;
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: &[u8; 4] = b"GGUF";
@@ -86,8 +87,14 @@ impl Header {
         self.keys.get(key).map(|&i| &self.metadata[i].value)
     }
 
-    /// Parse the header of a GGUF file held in `bytes` (the whole file).
+    /// Parse the header of a GGUF file held in `bytes` (the whole file) under the default
+    /// [`Limits`].
     pub fn parse(bytes: &[u8]) -> Result<Header> {
+        Header::parse_with(bytes, &Limits::DEFAULT)
+    }
+
+    /// Parse the header of a GGUF file held in `bytes` (the whole file) under `limits`.
+    pub fn parse_with(bytes: &[u8], limits: &Limits) -> Result<Header> {
         if bytes.len() < 8 {
             let cursor = Cursor::new(bytes, 0, Endian::Little);
             return Err(cursor.truncated("magic and version", 8));
@@ -100,14 +107,24 @@ impl Header {
         }
         let (version, endian) = detect_version(bytes)?;
         let mut cursor = Cursor::new(bytes, 8, endian);
-        let tensor_count = read_count(&mut cursor, "tensor count", limits::MAX_TENSOR_COUNT, 24)?;
+        let at = cursor.pos();
+        let tensor_count = cursor.u64("tensor count")?;
+        limits::check_setting(
+            "tensor count",
+            "max_tensors",
+            at,
+            tensor_count,
+            limits.max_tensors,
+        )?;
+        check_room(&cursor, "tensor count", tensor_count, 24)?;
         let kv_count = read_count(&mut cursor, "metadata count", limits::MAX_KV_COUNT, 13)?;
 
-        let (metadata, keys) = read_metadata(&mut cursor, kv_count)?;
+        let (metadata, keys) = read_metadata(&mut cursor, kv_count, limits)?;
         let alignment = alignment(&metadata, &keys)?;
         let mut infos = Vec::with_capacity(tensor_count as usize);
         for _ in 0..tensor_count {
             infos.push(read_tensor_info(&mut cursor)?);
+            check_header_size(&cursor, limits)?;
         }
         let data_offset = cursor
             .pos()
@@ -211,11 +228,28 @@ fn read_count(
     let at = cursor.pos();
     let count = cursor.u64(what)?;
     limits::check(what, at, count, cap)?;
+    check_room(cursor, what, count, min_record)?;
+    Ok(count)
+}
+
+/// `count` records of at least `min_record` bytes must fit in what is left of the file.
+fn check_room(cursor: &Cursor<'_>, what: &'static str, count: u64, min_record: u64) -> Result<()> {
     let needed = count.saturating_mul(min_record);
     if needed > cursor.remaining() {
         return Err(cursor.truncated(what, needed));
     }
-    Ok(count)
+    Ok(())
+}
+
+/// The header read so far must fit `limits.max_header_bytes`.
+fn check_header_size(cursor: &Cursor<'_>, limits: &Limits) -> Result<()> {
+    limits::check_setting(
+        "header size",
+        "max_header_bytes",
+        0,
+        cursor.pos(),
+        limits.max_header_bytes,
+    )
 }
 
 fn read_name(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Box<str>> {
@@ -228,14 +262,15 @@ fn read_name(cursor: &mut Cursor<'_>, what: &'static str) -> Result<Box<str>> {
 
 type Metadata = (Vec<KeyValue>, HashMap<Box<str>, usize>);
 
-fn read_metadata(cursor: &mut Cursor<'_>, count: u64) -> Result<Metadata> {
+fn read_metadata(cursor: &mut Cursor<'_>, count: u64, limits: &Limits) -> Result<Metadata> {
     let mut metadata = Vec::with_capacity(count as usize);
     let mut keys = HashMap::with_capacity(count as usize);
     for i in 0..count as usize {
         let offset = cursor.pos();
         let key = read_name(cursor, "key")?;
         let ty = read_type_tag(cursor)?;
-        let value = read_value(cursor, ty, 0)?;
+        let value = read_value(cursor, ty, 0, limits)?;
+        check_header_size(cursor, limits)?;
         if keys.insert(key.clone(), i).is_some() {
             return Err(malformed(offset, format!("duplicate metadata key '{key}'")));
         }

@@ -11,6 +11,7 @@ use super::cursor::{Endian, FORMAT};
 use super::header::{Header, TensorInfo};
 use super::value::Value;
 use crate::error::{Error, FileRef, Result};
+use crate::limits::OpenOptions;
 use crate::mmap::MappedFile;
 use crate::quant::{self, endian, Output};
 
@@ -26,8 +27,14 @@ pub struct GgufShard {
 impl GgufShard {
     /// Map and parse one file.
     pub fn open(path: &Path) -> Result<GgufShard> {
-        let file = Arc::new(MappedFile::open(path)?);
-        let header = Header::parse(file.bytes()).map_err(|e| e.in_file(path))?;
+        GgufShard::open_with(path, &OpenOptions::default())
+    }
+
+    /// Map (or read) and parse one file as `options` say.
+    pub fn open_with(path: &Path, options: &OpenOptions) -> Result<GgufShard> {
+        let file = Arc::new(MappedFile::open_with(path, options.access)?);
+        let header =
+            Header::parse_with(file.bytes(), &options.limits).map_err(|e| e.in_file(path))?;
         Ok(GgufShard { file, header })
     }
 
@@ -65,12 +72,17 @@ const SPLIT_TENSORS: &str = "split.tensors.count";
 impl GgufModel {
     /// Open `path`; if it is one shard of a split model, open every shard.
     pub fn open(path: &Path) -> Result<GgufModel> {
-        let first = GgufShard::open(path)?;
+        GgufModel::open_with(path, &OpenOptions::default())
+    }
+
+    /// [`GgufModel::open`] with the limits and access of `options`, for every shard.
+    pub fn open_with(path: &Path, options: &OpenOptions) -> Result<GgufModel> {
+        let first = GgufShard::open_with(path, options)?;
         let count = first.split_key(SPLIT_COUNT).unwrap_or(1);
         if count <= 1 {
             return GgufModel::assemble(vec![first], None);
         }
-        let shards = open_siblings(path, first, count)?;
+        let shards = open_siblings(path, first, count, options)?;
         let split = SplitInfo {
             count,
             tensors_count: shards[0].split_key(SPLIT_TENSORS),
@@ -192,7 +204,10 @@ impl GgufModel {
                 ty: info.ty,
             });
         };
-        // Extents were checked against the file size when the header was parsed.
+        // Extents were checked against the file size when the header was parsed; a mapped
+        // file may have shrunk since.
+        let what = || format!("data of tensor '{}'", info.name);
+        shard.file.check_extent(FORMAT, what, info.offset, nbytes)?;
         let start = info.offset as usize;
         Ok(&shard.file.bytes()[start..start + nbytes as usize])
     }
@@ -270,7 +285,12 @@ pub(crate) fn shard_path(path: &Path, prefix: &str, index: u64, count: u64) -> P
     path.with_file_name(format!("{prefix}-{index:05}-of-{count:05}.gguf"))
 }
 
-fn open_siblings(path: &Path, opened: GgufShard, count: u64) -> Result<Vec<GgufShard>> {
+fn open_siblings(
+    path: &Path,
+    opened: GgufShard,
+    count: u64,
+    options: &OpenOptions,
+) -> Result<Vec<GgufShard>> {
     let Some((prefix, index, name_count)) = parse_split_name(path) else {
         return Err(split_error(
             path,
@@ -291,7 +311,7 @@ fn open_siblings(path: &Path, opened: GgufShard, count: u64) -> Result<Vec<GgufS
     for i in 1..=count {
         let shard = match opened.take_if(|(at, _)| *at == i) {
             Some((_, shard)) => shard,
-            None => open_shard(&shard_path(path, &prefix, i, count))?,
+            None => open_shard(&shard_path(path, &prefix, i, count), options)?,
         };
         check_shard(&shard, i, count)?;
         shards.push(shard);
@@ -299,8 +319,8 @@ fn open_siblings(path: &Path, opened: GgufShard, count: u64) -> Result<Vec<GgufS
     Ok(shards)
 }
 
-fn open_shard(path: &Path) -> Result<GgufShard> {
-    match GgufShard::open(path) {
+fn open_shard(path: &Path, options: &OpenOptions) -> Result<GgufShard> {
+    match GgufShard::open_with(path, options) {
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(
             split_error(path, "shard of a split model is missing".to_owned()),
         ),

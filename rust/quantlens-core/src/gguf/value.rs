@@ -3,6 +3,7 @@
 use super::cursor::{Cursor, Endian, FORMAT};
 use super::limits;
 use crate::error::{Error, FileRef, Result};
+use crate::limits::Limits;
 
 /// The type tag of a GGUF metadata value (`gguf_type` in ggml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -230,9 +231,9 @@ impl Array {
                 let start = *checkpoints.get((i / STRING_CHECKPOINT) as usize)?;
                 let mut cursor = Cursor::new(file, start as usize, self.endian);
                 for _ in 0..i % STRING_CHECKPOINT {
-                    read_string(&mut cursor).ok()?;
+                    reread_string(&mut cursor).ok()?;
                 }
-                read_string(&mut cursor).ok().map(Value::String)
+                reread_string(&mut cursor).ok().map(Value::String)
             }
             ArrayIndex::Arrays(items) => items.get(i as usize).cloned().map(Value::Array),
         }
@@ -261,7 +262,7 @@ pub const STRING_CHECKPOINT: u64 = 32;
 /// Vocabularies hold hundreds of thousands of strings, so this is the hot loop of opening
 /// a file: it reads length prefixes straight from the slice and falls back to
 /// [`read_string`] only to report an error.
-fn index_strings(cursor: &mut Cursor<'_>, len: u64) -> Result<Vec<u64>> {
+fn index_strings(cursor: &mut Cursor<'_>, len: u64, limits: &Limits) -> Result<Vec<u64>> {
     let mut checkpoints = Vec::with_capacity(len.div_ceil(STRING_CHECKPOINT) as usize);
     let base = cursor.pos();
     let rest = cursor.rest();
@@ -279,12 +280,12 @@ fn index_strings(cursor: &mut Cursor<'_>, len: u64) -> Result<Vec<u64>> {
                 u64::from_le_bytes(prefix)
             };
             let end = (pos + 8).checked_add(usize::try_from(n).ok()?)?;
-            (n <= limits::MAX_STRING_LEN && end <= rest.len()).then_some(end)
+            (n <= limits.max_string_len && end <= rest.len()).then_some(end)
         });
         let Some(end) = next else {
             cursor.skip(pos as u64, "string array")?;
             // Read the failing string again the careful way, to report it.
-            let err = read_string(cursor).err();
+            let err = read_string(cursor, limits).err();
             return Err(err.unwrap_or_else(|| cursor.truncated("string array", 8)));
         };
         pos = end;
@@ -294,10 +295,15 @@ fn index_strings(cursor: &mut Cursor<'_>, len: u64) -> Result<Vec<u64>> {
 }
 
 /// Read a value of type `ty` at the cursor; `depth` counts enclosing arrays.
-pub(crate) fn read_value(cursor: &mut Cursor<'_>, ty: ValueType, depth: u32) -> Result<Value> {
+pub(crate) fn read_value(
+    cursor: &mut Cursor<'_>,
+    ty: ValueType,
+    depth: u32,
+    limits: &Limits,
+) -> Result<Value> {
     match ty {
-        ValueType::String => read_string(cursor).map(Value::String),
-        ValueType::Array => read_array(cursor, depth + 1).map(Value::Array),
+        ValueType::String => read_string(cursor, limits).map(Value::String),
+        ValueType::Array => read_array(cursor, depth + 1, limits).map(Value::Array),
         scalar => read_scalar(cursor, scalar),
     }
 }
@@ -321,8 +327,24 @@ fn read_scalar(cursor: &mut Cursor<'_>, ty: ValueType) -> Result<Value> {
 }
 
 /// A length-prefixed string; its bytes must lie inside the file.
-pub(crate) fn read_string(cursor: &mut Cursor<'_>) -> Result<ByteSpan> {
-    read_string_capped(cursor, limits::MAX_STRING_LEN, "string length")
+pub(crate) fn read_string(cursor: &mut Cursor<'_>, limits: &Limits) -> Result<ByteSpan> {
+    let at = cursor.pos();
+    let len = cursor.u64("string length")?;
+    limits::check_setting(
+        "string length",
+        "max_string_len",
+        at,
+        len,
+        limits.max_string_len,
+    )?;
+    let offset = cursor.pos();
+    cursor.skip(len, "string bytes")?;
+    Ok(ByteSpan { offset, len })
+}
+
+/// A string of an array already checked on open: no cap but the bytes present.
+fn reread_string(cursor: &mut Cursor<'_>) -> Result<ByteSpan> {
+    read_string_capped(cursor, u64::MAX, "string length")
 }
 
 pub(crate) fn read_string_capped(
@@ -349,13 +371,25 @@ pub(crate) fn read_type_tag(cursor: &mut Cursor<'_>) -> Result<ValueType> {
     })
 }
 
-fn read_array(cursor: &mut Cursor<'_>, depth: u32) -> Result<Array> {
+fn read_array(cursor: &mut Cursor<'_>, depth: u32, limits: &Limits) -> Result<Array> {
     let at = cursor.pos();
-    limits::check("array nesting depth", at, depth.into(), limits::MAX_DEPTH)?;
+    limits::check_setting(
+        "array nesting depth",
+        "max_depth",
+        at,
+        depth.into(),
+        limits.max_depth,
+    )?;
     let elem = read_type_tag(cursor)?;
     let len_at = cursor.pos();
     let len = cursor.u64("array length")?;
-    limits::check("array length", len_at, len, limits::MAX_ARRAY_LEN)?;
+    limits::check_setting(
+        "array length",
+        "max_array_len",
+        len_at,
+        len,
+        limits.max_array_len,
+    )?;
     // Every element takes at least `min_size` bytes: a count the file cannot hold is
     // refused before anything is sized by it.
     let needed = len.saturating_mul(elem.min_size());
@@ -364,11 +398,11 @@ fn read_array(cursor: &mut Cursor<'_>, depth: u32) -> Result<Array> {
     }
     let offset = cursor.pos();
     let index = match elem {
-        ValueType::String => ArrayIndex::Strings(index_strings(cursor, len)?),
+        ValueType::String => ArrayIndex::Strings(index_strings(cursor, len, limits)?),
         ValueType::Array => {
             let mut items = Vec::with_capacity(len as usize);
             for _ in 0..len {
-                items.push(read_array(cursor, depth + 1)?);
+                items.push(read_array(cursor, depth + 1, limits)?);
             }
             ArrayIndex::Arrays(items)
         }

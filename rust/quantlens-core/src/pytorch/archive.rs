@@ -9,8 +9,9 @@ use zip::{CompressionMethod, ZipArchive};
 
 use super::pickle::{Storage, Vm};
 use super::tensors::{collect, Record};
-use super::{malformed, truncated, unsupported};
+use super::{limit_setting, malformed, truncated, unsupported};
 use crate::error::Result;
+use crate::limits::Limits;
 use crate::weights::Parsed;
 
 /// One zip entry: where its data is and whether it can be mapped as it is.
@@ -25,6 +26,11 @@ struct Entry {
 
 /// Read a zip checkpoint.
 pub fn parse(bytes: &[u8]) -> Result<Parsed> {
+    parse_with(bytes, &Limits::DEFAULT)
+}
+
+/// Read a zip checkpoint under `limits`.
+pub fn parse_with(bytes: &[u8], limits: &Limits) -> Result<Parsed> {
     let (prefix, entries) = index(bytes)?;
     let get = |name: &str| entries.get(&format!("{prefix}/{name}"));
     let Some(pkl) = get("data.pkl") else {
@@ -36,6 +42,13 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed> {
         ));
     };
     let pkl = stored(pkl, || format!("{prefix}/data.pkl"))?;
+    limit_setting(
+        "pickle size",
+        "max_header_bytes",
+        pkl.offset,
+        pkl.len,
+        limits.max_header_bytes,
+    )?;
     if let Some(order) = get("byteorder") {
         let order = stored(order, || format!("{prefix}/byteorder"))?;
         match slice(bytes, order) {
@@ -76,7 +89,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed> {
         })?;
         stored(entry, || format!("{data_dir}{}", storage.key))
     };
-    collect(&vm, root, &locate)
+    collect(&vm, root, &locate, limits)
 }
 
 /// The record of an entry that can be read in place, or why it cannot.

@@ -8,19 +8,23 @@ use std::collections::HashMap;
 use super::pickle::globals::StorageKind;
 use super::pickle::{Node, Storage, Value, Vm};
 use super::tensors::{collect, Record};
-use super::{limit, malformed, truncated, unsupported};
+use super::{limit_setting, malformed, truncated, unsupported};
 use crate::error::{Error, FileRef, Result};
+use crate::limits::Limits;
 use crate::weights::Parsed;
 
 /// `0x1950a86a20f9469cfc6c` as pickled by `LONG1`: two's complement, little-endian.
 const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 /// The only legacy format version torch wrote.
 const PROTOCOL_VERSION: i64 = 1001;
-/// Most storages in one file.
-pub const MAX_STORAGES: u64 = 1 << 22;
 
 /// Read a legacy checkpoint.
 pub fn parse(bytes: &[u8]) -> Result<Parsed> {
+    parse_with(bytes, &Limits::DEFAULT)
+}
+
+/// Read a legacy checkpoint under `limits`.
+pub fn parse_with(bytes: &[u8], limits: &Limits) -> Result<Parsed> {
     let mut vm = Vm::new(bytes, 0);
     let (magic, pos) = vm.load(0)?;
     if magic != Value::BigInt(&MAGIC) {
@@ -60,7 +64,14 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed> {
     let (root, next) = vm.load(next)?;
     let keys_pos = next as u64;
     let (keys, next) = vm.load(next)?;
-    let records = storages(bytes, &vm, keys, keys_pos, next)?;
+    limit_setting(
+        "pickles size",
+        "max_header_bytes",
+        0,
+        next as u64,
+        limits.max_header_bytes,
+    )?;
+    let records = storages(bytes, &vm, keys, keys_pos, next, limits)?;
     let locate = |storage: &Storage<'_>, pos: u64| -> Result<Record> {
         records.get(storage.key).copied().ok_or_else(|| {
             malformed(
@@ -72,7 +83,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed> {
             )
         })
     };
-    collect(&vm, root, &locate)
+    collect(&vm, root, &locate, limits)
 }
 
 /// Whether the system-info dict says little-endian (older files may not say; they are).
@@ -96,6 +107,7 @@ fn storages<'a>(
     keys: Value<'a>,
     keys_pos: u64,
     start: usize,
+    limits: &Limits,
 ) -> Result<HashMap<&'a str, Record>> {
     // What the object pickle said about each key: element size and count.
     let mut claimed: HashMap<&str, (u64, u64, u64)> = HashMap::new();
@@ -126,7 +138,13 @@ fn storages<'a>(
         },
         _ => &[],
     };
-    limit("storages", keys_pos, list.len() as u64, MAX_STORAGES)?;
+    limit_setting(
+        "storages",
+        "max_tensors",
+        keys_pos,
+        list.len() as u64,
+        limits.max_tensors,
+    )?;
     let mut records = HashMap::with_capacity(list.len());
     let mut pos = start as u64;
     for key in list {

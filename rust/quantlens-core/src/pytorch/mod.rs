@@ -15,6 +15,7 @@ pub mod tensors;
 
 use crate::error::{Error, FileRef, Result};
 use crate::format::{sniff, FileKind, SNIFF_LEN};
+use crate::limits::Limits;
 use crate::weights::Parsed;
 
 /// The format name errors carry.
@@ -25,9 +26,14 @@ pub(crate) const FORMAT: &str = "PyTorch";
 /// Tensor offsets are absolute in `bytes`; tensors that share a storage point into the same
 /// bytes. Non-tensor entries (epochs, hyper-parameters) are returned as metadata.
 pub fn parse(bytes: &[u8]) -> Result<Parsed> {
+    parse_with(bytes, &Limits::DEFAULT)
+}
+
+/// [`parse`] under `limits`.
+pub fn parse_with(bytes: &[u8], limits: &Limits) -> Result<Parsed> {
     match sniff(&bytes[..bytes.len().min(SNIFF_LEN)]) {
-        FileKind::Zip => archive::parse(bytes),
-        FileKind::Pickle => legacy::parse(bytes),
+        FileKind::Zip => archive::parse_with(bytes, limits),
+        FileKind::Pickle => legacy::parse_with(bytes, limits),
         kind => Err(malformed(
             0,
             format!(
@@ -63,6 +69,17 @@ pub(crate) fn truncated(what: &str, offset: u64, needed: u64, available: u64) ->
 /// Fail with [`Error::LimitExceeded`] when `value > cap`.
 pub(crate) fn limit(what: &'static str, offset: u64, value: u64, cap: u64) -> Result<()> {
     Error::check_limit(FORMAT, what, offset, value, cap)
+}
+
+/// Fail with [`Error::LimitExceeded`] naming the [`Limits`] field `setting`.
+pub(crate) fn limit_setting(
+    what: &'static str,
+    setting: &'static str,
+    offset: u64,
+    value: u64,
+    cap: u64,
+) -> Result<()> {
+    crate::limits::check(FORMAT, what, setting, offset, value, cap)
 }
 
 /// A valid checkpoint feature quantlens does not read (compressed or big-endian storages,

@@ -7,13 +7,12 @@ use std::fmt::Write;
 
 use super::pickle::globals::StorageKind;
 use super::pickle::{Arena, Node, NodeId, Storage, TensorSpec, Value, Vm};
-use super::{limit, malformed, truncated};
+use super::{limit, limit_setting, malformed, truncated};
 use crate::error::{Error, FileRef, Result};
+use crate::limits::Limits;
 use crate::tensor::{DType, TensorRef};
 use crate::weights::Parsed;
 
-/// Deepest nesting of containers (checkpoints nest a few levels).
-pub const MAX_DEPTH: u64 = 128;
 /// Visits allowed on top of two per object and element the pickle built: shared
 /// containers are walked once per path, so a pickle that shares one list many times over
 /// (a "billion laughs") runs out of visits instead of time.
@@ -38,6 +37,7 @@ pub fn collect<'a>(
     vm: &Vm<'a>,
     root: Value<'a>,
     locate: &dyn Fn(&Storage<'a>, u64) -> Result<Record>,
+    limits: &Limits,
 ) -> Result<Parsed> {
     let built = vm.arena().len() as u64 + vm.elements();
     let mut walker = Walker {
@@ -47,6 +47,7 @@ pub fn collect<'a>(
         visits: 0,
         max_visits: EXTRA_VISITS + 2 * built,
         output: 0,
+        limits,
     };
     walker.walk(root, String::new(), 0, 0)?;
     Ok(walker.out)
@@ -59,6 +60,7 @@ struct Walker<'v, 'a> {
     visits: u64,
     max_visits: u64,
     output: u64,
+    limits: &'v Limits,
 }
 
 impl<'a> Walker<'_, 'a> {
@@ -70,7 +72,13 @@ impl<'a> Walker<'_, 'a> {
             self.visits,
             self.max_visits,
         )?;
-        limit("checkpoint nesting depth", pos, depth, MAX_DEPTH)?;
+        limit_setting(
+            "checkpoint nesting depth",
+            "max_depth",
+            pos,
+            depth,
+            self.limits.max_depth,
+        )?;
         let Value::Node(id) = value else {
             return self.metadata(name, scalar_repr(value), pos);
         };
@@ -108,6 +116,13 @@ impl<'a> Walker<'_, 'a> {
                     pos,
                     self.output,
                     MAX_OUTPUT,
+                )?;
+                limit_setting(
+                    "tensor count",
+                    "max_tensors",
+                    pos,
+                    self.out.tensors.len() as u64 + 1,
+                    self.limits.max_tensors,
                 )?;
                 self.out.tensors.push(tensor);
                 Ok(())

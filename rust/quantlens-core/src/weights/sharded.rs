@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::{parse_file, Format, WeightIndex};
 use crate::error::{Error, FileRef, Result};
 use crate::format::FileKind;
+use crate::limits::{self, Limits, OpenOptions};
 use crate::mmap::MappedFile;
 use crate::tensor::TensorRef;
 
@@ -23,9 +24,6 @@ const DEFAULT_INDEX: &str = "model.safetensors.index.json";
 /// The index and the single file of a PyTorch model saved by `save_pretrained`.
 const PYTORCH_INDEX: &str = "pytorch_model.bin.index.json";
 const PYTORCH_FILE: &str = "pytorch_model.bin";
-
-/// Largest index file read; real ones are a few hundred kilobytes.
-const MAX_INDEX_LEN: u64 = 100_000_000;
 
 /// What an index file says: tensor name → shard file name, and its `metadata`.
 #[derive(Debug)]
@@ -37,7 +35,7 @@ struct IndexJson {
 /// Open the model in folder `dir`: through its safetensors index if it has one, else every
 /// `*.safetensors` file in it (in name order), else a PyTorch model's
 /// `pytorch_model.bin.index.json` or `pytorch_model.bin`, the names `save_pretrained` uses.
-pub(super) fn open_dir(dir: &Path) -> Result<WeightIndex> {
+pub(super) fn open_dir(dir: &Path, options: &OpenOptions) -> Result<WeightIndex> {
     let mut indexes = Vec::new();
     let mut shards = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -55,10 +53,10 @@ pub(super) fn open_dir(dir: &Path) -> Result<WeightIndex> {
         .iter()
         .position(|p| p.file_name().is_some_and(|n| n == DEFAULT_INDEX));
     match (default, indexes.len()) {
-        (Some(i), _) => open_index(&Arc::new(MappedFile::open(&indexes[i])?)),
-        (None, 1) => open_index(&Arc::new(MappedFile::open(&indexes[0])?)),
-        (None, 0) if !shards.is_empty() => open_shards(shards, None, Vec::new()),
-        (None, 0) => open_pytorch_dir(dir),
+        (Some(i), _) => open_index_at(&indexes[i], options),
+        (None, 1) => open_index_at(&indexes[0], options),
+        (None, 0) if !shards.is_empty() => open_shards(shards, None, Vec::new(), options),
+        (None, 0) => open_pytorch_dir(dir, options),
         (None, _) => Err(split_error(
             dir,
             format!(
@@ -70,14 +68,14 @@ pub(super) fn open_dir(dir: &Path) -> Result<WeightIndex> {
 }
 
 /// A folder without safetensors: a PyTorch model as `save_pretrained` writes it.
-fn open_pytorch_dir(dir: &Path) -> Result<WeightIndex> {
+fn open_pytorch_dir(dir: &Path, options: &OpenOptions) -> Result<WeightIndex> {
     let index = dir.join(PYTORCH_INDEX);
     if index.is_file() {
-        return open_index(&Arc::new(MappedFile::open(&index)?));
+        return open_index_at(&index, options);
     }
     let single = dir.join(PYTORCH_FILE);
     if single.is_file() {
-        return WeightIndex::open(&single);
+        return WeightIndex::open_with(&single, options);
     }
     // Nothing to open: "not found", like a missing file, rather than a format error.
     Err(Error::io(
@@ -92,10 +90,17 @@ fn open_pytorch_dir(dir: &Path) -> Result<WeightIndex> {
     ))
 }
 
+fn open_index_at(path: &Path, options: &OpenOptions) -> Result<WeightIndex> {
+    open_index(
+        &Arc::new(MappedFile::open_with(path, options.access)?),
+        options,
+    )
+}
+
 /// Open the model an index file (already mapped) describes.
-pub(super) fn open_index(index: &Arc<MappedFile>) -> Result<WeightIndex> {
+pub(super) fn open_index(index: &Arc<MappedFile>, options: &OpenOptions) -> Result<WeightIndex> {
     let path = index.path();
-    let parsed = parse_index(index.bytes()).map_err(|e| e.in_file(path))?;
+    let parsed = parse_index(index.bytes(), &options.limits).map_err(|e| e.in_file(path))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let shard_names: BTreeSet<&str> = parsed.weight_map.values().map(String::as_str).collect();
     let mut shard_paths = Vec::with_capacity(shard_names.len());
@@ -112,6 +117,7 @@ pub(super) fn open_index(index: &Arc<MappedFile>) -> Result<WeightIndex> {
         shard_paths,
         Some((path, &parsed.weight_map)),
         parsed.metadata,
+        options,
     )
 }
 
@@ -121,13 +127,14 @@ fn open_shards(
     paths: Vec<PathBuf>,
     index: Option<(&Path, &BTreeMap<String, String>)>,
     mut metadata: Vec<(String, String)>,
+    options: &OpenOptions,
 ) -> Result<WeightIndex> {
     let mut files = Vec::with_capacity(paths.len());
     let mut tensors = Vec::new();
     let mut format = None;
     for (i, path) in paths.iter().enumerate() {
-        let file = Arc::new(open_shard(path, index.is_some())?);
-        let (shard_format, parsed) = parse_file(&file)?;
+        let file = Arc::new(open_shard(path, index.is_some(), options)?);
+        let (shard_format, parsed) = parse_file(&file, &options.limits)?;
         if let Some((first, first_path)) =
             format.filter(|(f, _): &(Format, &Path)| *f != shard_format)
         {
@@ -164,8 +171,8 @@ fn open_shards(
 }
 
 /// Map one shard; a shard the index names but the folder lacks is a split error.
-fn open_shard(path: &Path, listed: bool) -> Result<MappedFile> {
-    match MappedFile::open(path) {
+fn open_shard(path: &Path, listed: bool, options: &OpenOptions) -> Result<MappedFile> {
+    match MappedFile::open_with(path, options.access) {
         Err(Error::Io { source, .. })
             if listed && source.kind() == std::io::ErrorKind::NotFound =>
         {
@@ -220,13 +227,14 @@ fn check_against_index(
 }
 
 /// Read `weight_map` (and `metadata`, values as text) from an index file's bytes.
-fn parse_index(bytes: &[u8]) -> Result<IndexJson> {
-    Error::check_limit(
+fn parse_index(bytes: &[u8], limits: &Limits) -> Result<IndexJson> {
+    limits::check(
         "index JSON",
         "file size",
+        "max_header_bytes",
         0,
         bytes.len() as u64,
-        MAX_INDEX_LEN,
+        limits.max_header_bytes,
     )?;
     let malformed = |offset: u64, message: String| Error::Malformed {
         file: FileRef::default(),
@@ -330,7 +338,7 @@ mod tests {
     fn index_json_is_read_and_checked() {
         let json = br#"{"metadata": {"total_size": 12, "note": "x"},
                         "weight_map": {"a": "m-1.safetensors", "b": "m-2.safetensors"}}"#;
-        let index = parse_index(json).unwrap();
+        let index = parse_index(json, &Limits::DEFAULT).unwrap();
         assert_eq!(index.weight_map["b"], "m-2.safetensors");
         assert_eq!(
             index.metadata,
@@ -339,9 +347,9 @@ mod tests {
                 ("total_size".into(), "12".into())
             ]
         );
-        assert!(parse_index(br#"{"weight_map": {"a": 1}}"#).is_err());
-        assert!(parse_index(br#"{"architectures": []}"#).is_err());
-        let err = parse_index(b"{\n  \"weight_map\": {,}").unwrap_err();
+        assert!(parse_index(br#"{"weight_map": {"a": 1}}"#, &Limits::DEFAULT).is_err());
+        assert!(parse_index(br#"{"architectures": []}"#, &Limits::DEFAULT).is_err());
+        let err = parse_index(b"{\n  \"weight_map\": {,}", &Limits::DEFAULT).unwrap_err();
         assert_eq!(err.offset(), Some(19), "{err}");
     }
 

@@ -29,6 +29,7 @@ use super::header::{DEFAULT_ALIGNMENT, MAGIC};
 use super::limits;
 use crate::dtype::GgmlType;
 use crate::error::{Error, FileRef, Result};
+use crate::Limits;
 
 /// The GGUF version written.
 pub const WRITE_VERSION: u32 = 3;
@@ -221,10 +222,10 @@ impl GgufWriter {
         if self.names.contains_key(name) {
             return Err(fail(format!("duplicate tensor name '{name}'")));
         }
-        if self.tensors.len() as u64 >= limits::MAX_TENSOR_COUNT {
+        if self.tensors.len() as u64 >= Limits::DEFAULT.max_tensors {
             return Err(fail(format!(
                 "more than {} tensors",
-                limits::MAX_TENSOR_COUNT
+                Limits::DEFAULT.max_tensors
             )));
         }
         if shape.is_empty() || shape.len() as u64 > limits::MAX_DIMS {

@@ -1,8 +1,8 @@
 //! Metadata values to write, and their GGUF encoding (little-endian, version 3).
 
 use crate::error::{Error, FileRef, Result};
-use crate::gguf::limits;
 use crate::gguf::ValueType;
+use crate::Limits;
 
 /// A metadata value to write. Strings are bytes (UTF-8 by convention, not enforced, so
 /// that a value read from a file can be written back unchanged).
@@ -191,13 +191,13 @@ pub(crate) fn validate(key: &str, value: &MetaValue) -> Result<()> {
 }
 
 fn check_string(key: &str, bytes: &[u8]) -> Result<()> {
-    if bytes.len() as u64 > limits::MAX_STRING_LEN {
+    if bytes.len() as u64 > Limits::DEFAULT.max_string_len {
         return Err(invalid(
             key,
             format!(
                 "a string of {} bytes is over the {} byte limit",
                 bytes.len(),
-                limits::MAX_STRING_LEN
+                Limits::DEFAULT.max_string_len
             ),
         ));
     }
@@ -205,19 +205,19 @@ fn check_string(key: &str, bytes: &[u8]) -> Result<()> {
 }
 
 fn validate_array(key: &str, array: &MetaArray, depth: u64) -> Result<()> {
-    if depth > limits::MAX_DEPTH {
+    if depth > Limits::DEFAULT.max_depth {
         return Err(invalid(
             key,
-            format!("arrays nested deeper than {}", limits::MAX_DEPTH),
+            format!("arrays nested deeper than {}", Limits::DEFAULT.max_depth),
         ));
     }
-    if array.len() > limits::MAX_ARRAY_LEN {
+    if array.len() > Limits::DEFAULT.max_array_len {
         return Err(invalid(
             key,
             format!(
                 "{} elements is over the limit of {}",
                 array.len(),
-                limits::MAX_ARRAY_LEN
+                Limits::DEFAULT.max_array_len
             ),
         ));
     }
