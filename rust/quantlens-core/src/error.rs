@@ -280,6 +280,18 @@ impl Error {
         value: u64,
         limit: u64,
     ) -> Result<()> {
+        Self::check_cap(format, what, None, offset, value, limit)
+    }
+
+    /// [`Error::check_limit`] for a cap that is the [`crate::Limits`] field `setting`.
+    pub(crate) fn check_cap(
+        format: &'static str,
+        what: &'static str,
+        setting: Option<&'static str>,
+        offset: u64,
+        value: u64,
+        limit: u64,
+    ) -> Result<()> {
         if value > limit {
             return Err(Error::LimitExceeded {
                 file: FileRef::default(),
@@ -288,7 +300,7 @@ impl Error {
                 offset,
                 value,
                 limit,
-                setting: None,
+                setting,
             });
         }
         Ok(())

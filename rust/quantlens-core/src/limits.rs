@@ -5,7 +5,7 @@
 //! memory or time. Whatever the caps, every length and offset is also checked against the
 //! bytes actually present.
 
-use crate::error::{Error, FileRef, Result};
+use crate::error::{Error, Result};
 
 /// Caps on what a weight file's header may claim. A file over any of them fails with
 /// [`Error::LimitExceeded`] naming the cap (`max_tensors`, …) before anything is sized by
@@ -63,18 +63,7 @@ pub(crate) fn check(
     value: u64,
     cap: u64,
 ) -> Result<()> {
-    if value > cap {
-        return Err(Error::LimitExceeded {
-            file: FileRef::default(),
-            format,
-            what,
-            offset,
-            value,
-            limit: cap,
-            setting: Some(setting),
-        });
-    }
-    Ok(())
+    Error::check_cap(format, what, Some(setting), offset, value, cap)
 }
 
 /// How a file's bytes reach the readers.
