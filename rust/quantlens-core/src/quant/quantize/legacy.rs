@@ -83,6 +83,12 @@ const LANES: usize = 8;
 /// weight of largest magnitude, or 0 when every weight is zero or NaN. NaN never raises the
 /// running maximum, so the largest magnitude does not depend on the order; the weight is
 /// then the first of that magnitude, found from a bit mask rather than by branching.
+#[allow(
+    clippy::inline_always,
+    clippy::float_cmp,
+    reason = "inlined into each build so it is compiled for its instruction set; the \
+              magnitude sought is an exact copy of one of the weights'"
+)]
 #[inline(always)]
 fn signed_absmax(x: &[f32; QK]) -> f32 {
     let mut lanes = [0.0f32; LANES];
@@ -107,6 +113,10 @@ fn signed_absmax(x: &[f32; QK]) -> f32 {
 /// ggml's running `if (v < min) min = v; if (v > max) max = v;` from `(f32::MAX, -f32::MAX)`.
 /// NaN never wins, so the extremes do not depend on the order, except for which zero a zero
 /// extreme is: then the block is scanned in order, as ggml does.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
 #[inline(always)]
 fn min_max(x: &[f32; QK]) -> (f32, f32) {
     let (mut lo, mut hi) = ([f32::MAX; LANES], [-f32::MAX; LANES]);
@@ -147,6 +157,10 @@ dispatched!(
     quantize_row_q4_0_ref, q4_0_scalar, q4_0_avx2, q4_0_blocks
 );
 
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
 #[inline(always)]
 fn q4_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     let blocks = src.as_chunks::<QK>().0.iter();
@@ -169,6 +183,10 @@ dispatched!(
     quantize_row_q4_1_ref, q4_1_scalar, q4_1_avx2, q4_1_blocks
 );
 
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
 #[inline(always)]
 fn q4_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     let blocks = src.as_chunks::<QK>().0.iter();
@@ -272,10 +290,10 @@ mod tests {
         fn avx2_builds_equal_the_portable_ones(
             x in proptest::collection::vec(any_weight(), 96),
         ) {
+            type Pair = (fn(&[f32], &mut [u8]), unsafe fn(&[f32], &mut [u8]), usize);
             if !x86::has_avx2() {
                 return Ok(());
             }
-            type Pair = (fn(&[f32], &mut [u8]), unsafe fn(&[f32], &mut [u8]), usize);
             let pairs: [Pair; 2] = [
                 (q4_0_scalar, q4_0_avx2, 18),
                 (q4_1_scalar, q4_1_avx2, 20),
