@@ -271,10 +271,12 @@ mod tests {
     use super::*;
     use crate::quant::dequantize_f32;
     use crate::GgmlType;
+    #[cfg(target_arch = "x86_64")]
     use proptest::prelude::*;
 
     /// Weights of every kind: ordinary, huge or tiny magnitudes, zeros of both signs, NaN
     /// and infinities.
+    #[cfg(target_arch = "x86_64")]
     fn any_weight() -> impl Strategy<Value = f32> {
         prop_oneof![
             4 => -100.0f32..100.0,
