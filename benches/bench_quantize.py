@@ -13,6 +13,12 @@ it), which a busy machine disturbs far less than wall time; the thread-scaling c
 wall time. Each quantlens result is checked byte for byte against ggml's before timing.
 
     python benches/bench_quantize.py [--types Q4_K,IQ4_XS] [--mi 2] [--repeat 5] [--imatrix]
+
+``--threads-scaling`` instead times quantlens alone on a larger tensor (``--scaling-mi``,
+16 Mi weights by default) at 1 and 2 threads, wall time, and prints the speed-up: how close
+to linear the row split scales, measured on as many threads as a small machine has.
+
+    python benches/bench_quantize.py --threads-scaling [--scaling-mi 16] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -77,13 +83,41 @@ def bench_type(
     return rate
 
 
+def threads_scaling(types: list[Q], mi: int, repeat: int) -> None:
+    """Wall-time throughput of quantlens at 1 and 2 threads, and their ratio."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((mi * MI // 4096, 4096)).astype(np.float32)
+    print(
+        f"quantlens thread scaling, Mweights/s ({mi} Mi weights, rows of 4096, wall time, "
+        f"median of {repeat}; {THREADS} CPUs visible)"
+    )
+    header = f"{'type':<10}{'1T':>10}{'2T':>10}{'2T/1T':>8}"
+    print(header)
+    print("-" * len(header))
+    for qtype in types:
+        runs: dict[str, Callable[[], object]] = {
+            f"{n}T": (lambda n=n, t=qtype: quantlens.quantize(x, t, threads=n)) for n in (1, 2)
+        }
+        timed = medians(runs, repeat)
+        one, two = (x.size / timed[f"{n}T"][0] / 1e6 for n in (1, 2))
+        print(f"{qtype.name:<10}{one:>10.1f}{two:>10.1f}{two / one:>8.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--types", default=",".join(t.name for t in TYPES))
     parser.add_argument("--mi", type=int, default=2, help="Mi weights per tensor")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--imatrix", action="store_true", help="also time with an imatrix")
+    parser.add_argument(
+        "--threads-scaling", action="store_true", help="time quantlens at 1 and 2 threads"
+    )
+    parser.add_argument("--scaling-mi", type=int, default=16, help="Mi weights for scaling")
     args = parser.parse_args()
+    types = [Q[name.strip().upper()] for name in args.types.split(",")]
+    if args.threads_scaling:
+        threads_scaling(types, args.scaling_mi, args.repeat)
+        return
     ggml = Ggml()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.mi * MI // 4096, 4096)).astype(np.float32)
@@ -100,8 +134,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     variants = [None, w] if args.imatrix else [None]
-    for name in args.types.split(","):
-        qtype = Q[name.strip().upper()]
+    for qtype in types:
         for imatrix in variants:
             r = bench_type(ggml, qtype, x, imatrix, args.repeat)
             label = qtype.name + (" +imatrix" if imatrix is not None else "")

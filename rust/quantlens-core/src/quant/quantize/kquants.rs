@@ -248,10 +248,10 @@ fn finish_q3_k(x: &[f32], levels: &mut [u8; QK_K], scales: &[u8; 12], d: u16, ou
     let hmask = &mut out[q3_k::HMASK..q3_k::HMASK + 32];
     hmask.fill(0);
     for (j, l) in levels.iter_mut().enumerate() {
-        if *l > 3 {
-            hmask[j % 32] |= 1 << (j / 32);
-            *l -= 4;
-        }
+        // Without a branch: which values have the bit is as random as the weights.
+        let high = u8::from(*l > 3);
+        hmask[j % 32] |= high << (j / 32);
+        *l -= 4 * high;
     }
     pack_2bit(levels, &mut out[q3_k::QS..q3_k::QS + 64]);
     out[q3_k::SCALES..q3_k::SCALES + 12].copy_from_slice(scales);

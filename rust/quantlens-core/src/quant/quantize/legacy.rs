@@ -8,8 +8,69 @@
 //! after adding `0.5` (plus the zero point). NaN weights never become the extreme value;
 //! their quants, like those of weights scaled to infinity, take C's x86 conversion result
 //! ([`trunc_low_byte`]).
+//!
+//! Each quantizer is one portable loop, also compiled for AVX2 (where it vectorises over
+//! 256-bit registers) and chosen at run time by [`crate::quant::dispatch::isa`]; both builds
+//! do the same f32 operations, so their bytes are the same.
 
 use super::rounding::{fp16_bytes, round_i32, trunc_low_byte};
+
+/// Defines `pub fn $name(src, dst)` running `$blocks` on the best instruction set, and
+/// `$scalar`, the portable build, for comparison in tests.
+macro_rules! dispatched {
+    ($(#[$doc:meta])* $name:ident, $scalar:ident, $avx2:ident, $blocks:ident) => {
+        $(#[$doc])*
+        pub fn $name(src: &[f32], dst: &mut [u8]) {
+            #[cfg(target_arch = "x86_64")]
+            if x86::has_avx2() {
+                // SAFETY: `has_avx2` confirmed AVX2 and F16C on this CPU.
+                unsafe { $avx2(src, dst) };
+                return;
+            }
+            $scalar(src, dst);
+        }
+
+        /// The portable build of the same quantizer.
+        #[allow(dead_code, reason = "only called directly by the parity tests on x86-64")]
+        fn $scalar(src: &[f32], dst: &mut [u8]) {
+            $blocks(src, dst, fp16_bytes);
+        }
+
+        /// The AVX2 build of the same quantizer.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,f16c")]
+        fn $avx2(src: &[f32], dst: &mut [u8]) {
+            $blocks(src, dst, |x| x86::fp16_bytes_f16c(x));
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::{
+        _mm_cvtps_ph, _mm_extract_epi16, _mm_set_ss, _MM_FROUND_TO_NEAREST_INT,
+    };
+
+    use crate::quant::dispatch::{isa, Isa};
+
+    /// Whether the AVX2 builds run: the chosen instruction set includes AVX2 and F16C.
+    #[inline]
+    pub(super) fn has_avx2() -> bool {
+        matches!(isa(), Isa::Avx2 | Isa::Avx512)
+    }
+
+    /// [`super::fp16_bytes`] by the F16C instruction (the same rounding to nearest even);
+    /// NaN keeps the portable canonical form.
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    pub(super) fn fp16_bytes_f16c(x: f32) -> [u8; 2] {
+        if x.is_nan() {
+            return super::fp16_bytes(x);
+        }
+        let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(x));
+        (_mm_extract_epi16::<0>(h) as u16).to_le_bytes()
+    }
+}
 
 /// Weights per block of every type here.
 const QK: usize = 32;
@@ -19,36 +80,47 @@ const QK: usize = 32;
 const LANES: usize = 8;
 
 /// ggml's running `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }` from 0: the first
-/// weight of largest magnitude, or 0 when every weight is zero or NaN. Each lane keeps its
-/// first largest weight; across lanes the earliest of the largest wins.
-#[inline]
-fn signed_absmax(x: &[f32]) -> f32 {
-    let (mut amax, mut at) = ([0.0f32; LANES], [0u32; LANES]);
-    for (i, chunk) in x.chunks_exact(LANES).enumerate() {
-        for (k, ((m, a), &v)) in amax.iter_mut().zip(&mut at).zip(chunk).enumerate() {
-            let bigger = *m < v.abs();
-            *m = if bigger { v.abs() } else { *m };
-            *a = if bigger { (i * LANES + k) as u32 } else { *a };
+/// weight of largest magnitude, or 0 when every weight is zero or NaN. NaN never raises the
+/// running maximum, so the largest magnitude does not depend on the order; the weight is
+/// then the first of that magnitude, found from a bit mask rather than by branching.
+#[allow(
+    clippy::inline_always,
+    clippy::float_cmp,
+    reason = "inlined into each build so it is compiled for its instruction set; the \
+              magnitude sought is an exact copy of one of the weights'"
+)]
+#[inline(always)]
+fn signed_absmax(x: &[f32; QK]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    for chunk in x.as_chunks::<LANES>().0 {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if *m < v.abs() { v.abs() } else { *m };
         }
     }
-    let (mut best, mut best_at) = (0.0f32, u32::MAX);
-    for (&m, &a) in amax.iter().zip(&at) {
-        let tie = m.to_bits() == best.to_bits() && a < best_at;
-        if best < m || (m > 0.0 && tie) {
-            best = m;
-            best_at = a;
-        }
+    let amax = lanes.iter().fold(0.0f32, |m, &v| if m < v { v } else { m });
+    let mut at = 0u32;
+    for (i, &v) in x.iter().enumerate() {
+        at |= u32::from(v.abs() == amax) << i;
     }
-    x.get(best_at as usize).copied().unwrap_or(0.0)
+    let first = x.get(at.trailing_zeros() as usize).copied().unwrap_or(0.0);
+    if amax > 0.0 {
+        first
+    } else {
+        0.0
+    }
 }
 
 /// ggml's running `if (v < min) min = v; if (v > max) max = v;` from `(f32::MAX, -f32::MAX)`.
 /// NaN never wins, so the extremes do not depend on the order, except for which zero a zero
 /// extreme is: then the block is scanned in order, as ggml does.
-#[inline]
-fn min_max(x: &[f32]) -> (f32, f32) {
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn min_max(x: &[f32; QK]) -> (f32, f32) {
     let (mut lo, mut hi) = ([f32::MAX; LANES], [-f32::MAX; LANES]);
-    for chunk in x.chunks_exact(LANES) {
+    for chunk in x.as_chunks::<LANES>().0 {
         for ((l, h), &v) in lo.iter_mut().zip(&mut hi).zip(chunk) {
             *l = if v < *l { v } else { *l };
             *h = if v > *h { v } else { *h };
@@ -80,14 +152,25 @@ fn clamp_i8(v: f32, max: i8) -> u8 {
     (trunc_low_byte(v) as i8).min(max) as u8
 }
 
-/// `Q4_0`: `d = max / -8`, quants `x / d + 8` in 0..=15, two per byte.
-pub fn quantize_row_q4_0_ref(src: &[f32], dst: &mut [u8]) {
-    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(18)) {
+dispatched!(
+    /// `Q4_0`: `d = max / -8`, quants `x / d + 8` in 0..=15, two per byte.
+    quantize_row_q4_0_ref, q4_0_scalar, q4_0_avx2, q4_0_blocks
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q4_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
+    let blocks = src.as_chunks::<QK>().0.iter();
+    for (x, block) in blocks.zip(dst.as_chunks_mut::<18>().0) {
         let d = signed_absmax(x) / -8.0;
         let id = inverse(d);
-        block[..2].copy_from_slice(&fp16_bytes(d));
+        let (scale, qs) = block.split_at_mut(2);
+        scale.copy_from_slice(&fp16_bytes(d));
         let (lo, hi) = x.split_at(QK / 2);
-        for ((q, &a), &b) in block[2..].iter_mut().zip(lo).zip(hi) {
+        for ((q, &a), &b) in qs.iter_mut().zip(lo).zip(hi) {
             let q0 = clamp_i8(a * id + 8.5, 15);
             let q1 = clamp_i8(b * id + 8.5, 15);
             *q = q0 | (q1 << 4);
@@ -95,16 +178,27 @@ pub fn quantize_row_q4_0_ref(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// `Q4_1`: `d = (max - min) / 15` and `m = min`, quants `(x - min) / d` in 0..=15.
-pub fn quantize_row_q4_1_ref(src: &[f32], dst: &mut [u8]) {
-    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(20)) {
+dispatched!(
+    /// `Q4_1`: `d = (max - min) / 15` and `m = min`, quants `(x - min) / d` in 0..=15.
+    quantize_row_q4_1_ref, q4_1_scalar, q4_1_avx2, q4_1_blocks
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q4_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
+    let blocks = src.as_chunks::<QK>().0.iter();
+    for (x, block) in blocks.zip(dst.as_chunks_mut::<20>().0) {
         let (min, max) = min_max(x);
         let d = (max - min) / 15.0;
         let id = inverse(d);
-        block[..2].copy_from_slice(&fp16_bytes(d));
-        block[2..4].copy_from_slice(&fp16_bytes(min));
+        let (head, qs) = block.split_at_mut(4);
+        head[..2].copy_from_slice(&fp16_bytes(d));
+        head[2..].copy_from_slice(&fp16_bytes(min));
         let (lo, hi) = x.split_at(QK / 2);
-        for ((q, &a), &b) in block[4..].iter_mut().zip(lo).zip(hi) {
+        for ((q, &a), &b) in qs.iter_mut().zip(lo).zip(hi) {
             let q0 = clamp_i8((a - min) * id + 0.5, 15);
             let q1 = clamp_i8((b - min) * id + 0.5, 15);
             *q = q0 | (q1 << 4);
@@ -129,7 +223,7 @@ fn pack_q5(quant: impl Fn(f32) -> u8, x: &[f32], qh_out: &mut [u8], qs: &mut [u8
 
 /// `Q5_0`: `d = max / -16`, quants `x / d + 16` in 0..=31.
 pub fn quantize_row_q5_0_ref(src: &[f32], dst: &mut [u8]) {
-    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(22)) {
+    for (x, block) in src.as_chunks::<QK>().0.iter().zip(dst.chunks_exact_mut(22)) {
         let d = signed_absmax(x) / -16.0;
         let id = inverse(d);
         let (d_bytes, rest) = block.split_at_mut(2);
@@ -141,7 +235,7 @@ pub fn quantize_row_q5_0_ref(src: &[f32], dst: &mut [u8]) {
 
 /// `Q5_1`: `d = (max - min) / 31` and `m = min`, quants `(x - min) / d` in 0..=31.
 pub fn quantize_row_q5_1_ref(src: &[f32], dst: &mut [u8]) {
-    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(24)) {
+    for (x, block) in src.as_chunks::<QK>().0.iter().zip(dst.chunks_exact_mut(24)) {
         let (min, max) = min_max(x);
         let d = (max - min) / 31.0;
         let id = inverse(d);
@@ -177,6 +271,54 @@ mod tests {
     use super::*;
     use crate::quant::dequantize_f32;
     use crate::GgmlType;
+    #[cfg(target_arch = "x86_64")]
+    use proptest::prelude::*;
+
+    /// Weights of every kind: ordinary, huge or tiny magnitudes, zeros of both signs, NaN
+    /// and infinities.
+    #[cfg(target_arch = "x86_64")]
+    fn any_weight() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            4 => -100.0f32..100.0,
+            1 => any::<u32>().prop_map(f32::from_bits),
+            1 => Just(0.0f32),
+            1 => Just(-0.0f32),
+        ]
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    proptest! {
+        #[test]
+        fn avx2_builds_equal_the_portable_ones(
+            x in proptest::collection::vec(any_weight(), 96),
+        ) {
+            type Pair = (fn(&[f32], &mut [u8]), unsafe fn(&[f32], &mut [u8]), usize);
+            if !x86::has_avx2() {
+                return Ok(());
+            }
+            let pairs: [Pair; 2] = [
+                (q4_0_scalar, q4_0_avx2, 18),
+                (q4_1_scalar, q4_1_avx2, 20),
+            ];
+            for (scalar, avx2, size) in pairs {
+                let (mut a, mut b) = (vec![0u8; 3 * size], vec![1u8; 3 * size]);
+                scalar(&x, &mut a);
+                // SAFETY: `has_avx2` confirmed AVX2 and F16C on this CPU.
+                unsafe { avx2(&x, &mut b) };
+                prop_assert_eq!(a, b);
+            }
+        }
+
+        #[test]
+        fn f16c_scales_equal_the_portable_ones(bits in any::<u32>()) {
+            if !x86::has_avx2() {
+                return Ok(());
+            }
+            let x = f32::from_bits(bits);
+            // SAFETY: `has_avx2` confirmed F16C on this CPU.
+            prop_assert_eq!(unsafe { x86::fp16_bytes_f16c(x) }, fp16_bytes(x));
+        }
+    }
 
     type Case = (GgmlType, fn(&[f32], &mut [u8]), usize, f32);
 
@@ -247,10 +389,11 @@ mod tests {
         cases.push(zeros);
         cases.push(vec![f32::NAN; 32]);
         for x in cases {
-            let (lo, hi) = min_max(&x);
+            let x: &[f32; QK] = x.as_slice().try_into().unwrap();
+            let (lo, hi) = min_max(x);
             assert_eq!(
-                (signed_absmax(&x).to_bits(), lo.to_bits(), hi.to_bits()),
-                running(&x),
+                (signed_absmax(x).to_bits(), lo.to_bits(), hi.to_bits()),
+                running(x),
                 "{x:?}"
             );
         }

@@ -75,16 +75,23 @@ fn c_max(a: f32, b: f32) -> f32 {
 /// The element of largest magnitude, first one on ties, as ggml's searches pick it: returns
 /// `(amax, max)` with `max` signed.
 #[inline]
+#[allow(
+    clippy::float_cmp,
+    reason = "the magnitude sought is an exact copy of one of the weights'"
+)]
 fn signed_abs_max(x: &[f32]) -> (f32, f32) {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        let a = v.abs();
-        if a > amax {
-            amax = a;
-            max = v;
-        }
+    // NaN never raises the maximum, so it does not depend on the order; the weight is then
+    // the first of that magnitude. Two passes without a data-dependent branch each, where
+    // a running scan mispredicts at every new maximum.
+    let amax = x
+        .iter()
+        .fold(0.0f32, |m, &v| if v.abs() > m { v.abs() } else { m });
+    if amax > 0.0 {
+        let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
+        (amax, max)
+    } else {
+        (amax, 0.0)
     }
-    (amax, max)
 }
 
 /// The weight of `x` in `make_qx_quants` when no explicit weights are given, for the
@@ -250,16 +257,60 @@ fn qx_search(
         };
     }
     let mut best = scale * sumlx;
-    for is in (-9..=9).filter(|&is| is != 0) {
-        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
-        let (sumlx, suml2) = qx_sums(x, nmax, iscale, weights, weight);
+    let (iscales, sums) = qx_trial_sums(x, nmax, max, weight);
+    let mut chosen = None;
+    for (t, &(sumlx, suml2)) in sums.iter().enumerate() {
         if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            qx_levels(x, nmax, iscale, levels);
+            chosen = Some(t);
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
     }
+    if let Some(t) = chosen {
+        iscale = iscales[t];
+        qx_levels(x, nmax, iscale, levels);
+    }
     scale
+}
+
+/// Trial scales of [`make_qx_quants`]: `-(nmax + 0.1·is) / max` for `is` in `-9..=9`, 0 left
+/// out.
+const QX_TRIALS: usize = 18;
+
+/// Lanes the trial sums are computed in: [`QX_TRIALS`] rounded up to whole vectors (the
+/// extra lanes repeat the last trial and are not read).
+const QX_TRIAL_LANES: usize = 24;
+
+/// The trial scales of [`make_qx_quants`] in ggml's order, and for each its `sum(w·x·l)`
+/// and `sum(w·l²)`, each summed in order over `x`. The trials are independent, so they
+/// advance together, one value at a time: many short dependency chains instead of one long
+/// chain per trial.
+#[inline]
+fn qx_trial_sums(
+    x: &[f32],
+    nmax: i32,
+    max: f32,
+    weight: impl Fn(usize, f32) -> f32,
+) -> ([f32; QX_TRIALS], [(f32, f32); QX_TRIALS]) {
+    let trial = |t: usize| {
+        let is = if t < 9 { t as i32 - 9 } else { t as i32 - 8 };
+        -(nmax as f32 + 0.1 * is as f32) / max
+    };
+    let iscales: [f32; QX_TRIAL_LANES] = std::array::from_fn(|t| trial(t.min(QX_TRIALS - 1)));
+    let (mut lx, mut l2) = ([0.0f32; QX_TRIAL_LANES], [0.0f32; QX_TRIAL_LANES]);
+    for (i, &xi) in x.iter().enumerate() {
+        let w = weight(i, xi);
+        let wx = w * xi;
+        for ((lx, l2), &iscale) in lx.iter_mut().zip(&mut l2).zip(&iscales) {
+            let l = qx_level(xi, iscale, nmax) as f32;
+            *lx += wx * l;
+            *l2 += w * l * l;
+        }
+    }
+    (
+        std::array::from_fn(|t| iscales[t]),
+        std::array::from_fn(|t| (lx[t], l2[t])),
+    )
 }
 
 /// ggml's `make_q3_quants`: a symmetric scale for `x` with levels `0..2·nmax` (stored as
