@@ -13,9 +13,12 @@
 //! (the callers check lengths). Any f32 input is accepted and nothing here panics or
 //! allocates; bytes that derive from a NaN follow the policy in [`super::search`].
 
+use super::lanes::{
+    self, affine_search, row_builds, transpose, untranspose_levels, zip_map, Lanes, TrialLevel,
+};
 use super::search::{
-    f16_bits, make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
-    nearest_int, AffineSearch, GROUP_MAX_EPS,
+    f16_bits, make_q3_quants, make_qp_quants, make_qx_quants, nearest_int, AffineSearch,
+    GROUP_MAX_EPS,
 };
 use crate::quant::blocks::{q2_k, q3_k, q4_k, q5_k, q6_k, QK_K};
 use crate::quant::scalar::kquants::k4_scale_min;
@@ -63,6 +66,26 @@ fn importance<const N: usize>(x: &[f32], qw: &[f32], sigma2: f32) -> ([f32; N], 
     let w: [f32; N] = std::array::from_fn(|l| qw[l] * (sigma2 + x[l] * x[l]).sqrt());
     let sum = w.iter().fold(0.0f32, |s, &v| s + v);
     (w, sum)
+}
+
+/// The values of `G` groups of `N` transposed, their importance weights
+/// `qw · sqrt(sigma2 + x²)` (transposed too) and each group's total weight.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn importance_lanes<const G: usize, const N: usize>(
+    x: &[f32],
+    qw: &[f32],
+    sigma2: f32,
+) -> (Lanes<G, N>, Lanes<G, N>, [f32; G]) {
+    let xt = transpose::<G, N>(x);
+    let qwt = transpose::<G, N>(qw);
+    let weights: Lanes<G, N> =
+        std::array::from_fn(|i| zip_map(qwt[i], xt[i], |q, v| q * (sigma2 + v * v).sqrt()));
+    let total = lanes::sums(&weights);
+    (xt, weights, total)
 }
 
 /// Packs 2-bit levels (`Q2_K` and the low bits of `Q3_K`): each 128 values fill 32 bytes,
@@ -128,22 +151,21 @@ fn finish_q2_k(
     put_f16(out, q2_k::DMIN, dmin);
 }
 
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn q2_k_block_ref(x: &[f32], out: &mut [u8]) {
+    let xt = transpose::<16, 16>(x);
+    let weights = xt.map(|row| row.map(f32::abs));
+    let mut lanes = [[0i32; 16]; 16];
+    let (scales, mins) =
+        affine_search(&xt, &weights, &mut lanes, Q2_K_REF_SEARCH, TrialLevel::Qkx2);
     let mut levels = [0u8; QK_K];
-    let mut aux = [0u8; 16];
-    let (mut scales, mut mins) = ([0.0f32; 16], [0.0f32; 16]);
+    untranspose_levels(&lanes, &mut levels);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for j in 0..16 {
-        let xs = &x[16 * j..16 * j + 16];
-        let weights: [f32; 16] = std::array::from_fn(|l| xs[l].abs());
-        let (scale, min) = make_qkx2_quants(
-            xs,
-            &weights,
-            &mut levels[16 * j..],
-            &mut aux,
-            Q2_K_REF_SEARCH,
-        );
-        (scales[j], mins[j]) = (scale, min);
+    for (&scale, &min) in scales.iter().zip(&mins) {
         if scale > max_scale {
             max_scale = scale;
         }
@@ -173,23 +195,24 @@ fn q2_k_block_ref(x: &[f32], out: &mut [u8]) {
     finish_q2_k(x, &mut levels, &packed, d, dmin, out);
 }
 
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn q2_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
-    let mut levels = [0u8; QK_K];
-    let mut aux = [0u8; 16];
-    let (mut scales, mut mins, mut sw) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 16]);
     let sigma2 = sum_squares(x) / QK_K as f32;
-    for j in 0..16 {
-        let xs = &x[16 * j..16 * j + 16];
-        let (weights, sum) = importance::<16>(xs, &qw[16 * j..], sigma2);
-        sw[j] = sum;
-        (scales[j], mins[j]) = make_qkx3_quants(
-            xs,
-            &weights,
-            &mut levels[16 * j..],
-            &mut aux,
-            weighted_search(3),
-        );
-    }
+    let (xt, weights, sw) = importance_lanes::<16, 16>(x, qw, sigma2);
+    let mut lanes = [[0i32; 16]; 16];
+    let (scales, mins) = affine_search(
+        &xt,
+        &weights,
+        &mut lanes,
+        weighted_search(3),
+        TrialLevel::Qkx3,
+    );
+    let mut levels = [0u8; QK_K];
+    untranspose_levels(&lanes, &mut levels);
     let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
     let d = f16_bits(make_qp_quants(&scales, 15, &mut ls, &sw));
     let dmin = f16_bits(make_qp_quants(&mins, 15, &mut lm, &sw));
@@ -197,13 +220,36 @@ fn q2_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
     finish_q2_k(x, &mut levels, &packed, d, dmin, out);
 }
 
-/// Quantizes one row to `Q2_K` (ggml's `quantize_row_q2_K_ref`, or `quantize_row_q2_K_impl`
-/// with an importance matrix).
-pub fn quantize_row_q2_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
-    for_each_block(src, dst, imatrix, q2_k::SIZE, |x, w, out| match w {
-        None => q2_k_block_ref(x, out),
-        Some(w) => q2_k_block_weighted(x, w, out),
-    });
+row_builds!(
+    /// Quantizes one row to `Q2_K` (ggml's `quantize_row_q2_K_ref`, or
+    /// `quantize_row_q2_K_impl` with an importance matrix).
+    quantize_row_q2_k,
+    q2_k_row,
+    q2_k_avx2,
+    q2_k_avx512
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q2_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    // Plain loops, not closures: a closure would be compiled apart from this function's
+    // instruction set.
+    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q2_k::SIZE));
+    match imatrix {
+        None => {
+            for (x, out) in blocks {
+                q2_k_block_ref(x, out);
+            }
+        }
+        Some(w) => {
+            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
+                q2_k_block_weighted(x, w, out);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------- Q3_K
@@ -366,16 +412,20 @@ fn requantize_k4(
 /// an affine search; the largest scale and min set the f16 super-block scales, and each
 /// sub-block's scale and min are rounded to 6 bits against them.
 /// Returns the packed scales and the f16 `d`, `dmin`.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn k4_fit_ref(x: &[f32], levels: &mut [u8; QK_K], search: AffineSearch) -> ([u8; 12], u16, u16) {
-    let mut aux = [0u8; 32];
-    let (mut scales, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
+    let xt = transpose::<8, 32>(x);
+    let av_x = lanes::sum_squares(&xt).map(|s| (s / 32.0).sqrt());
+    let weights = xt.map(|row| zip_map(av_x, row, |av, v| av + v.abs()));
+    let mut lanes = [[0i32; 8]; 32];
+    let (scales, mins) = affine_search(&xt, &weights, &mut lanes, search, TrialLevel::Qkx2);
+    untranspose_levels(&lanes, levels);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for j in 0..8 {
-        let xs = &x[32 * j..32 * j + 32];
-        let av_x = (sum_squares(xs) / 32.0).sqrt();
-        let weights: [f32; 32] = std::array::from_fn(|l| av_x + xs[l].abs());
-        let (scale, min) = make_qkx2_quants(xs, &weights, &mut levels[32 * j..], &mut aux, search);
-        (scales[j], mins[j]) = (scale, min);
+    for (&scale, &min) in scales.iter().zip(&mins) {
         if scale > max_scale {
             max_scale = scale;
         }
@@ -402,6 +452,11 @@ fn k4_fit_ref(x: &[f32], levels: &mut [u8; QK_K], search: AffineSearch) -> ([u8;
 /// under importance weights, then weighted 6-bit searches over the scales and over the
 /// mins, weighted by each sub-block's total weight. `cap` applies ggml's `MIN(63, ·)` where
 /// it does (`Q5_K` only).
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn k4_fit_weighted(
     x: &[f32],
     qw: &[f32],
@@ -409,21 +464,12 @@ fn k4_fit_weighted(
     nmax: i32,
     cap: bool,
 ) -> ([u8; 12], u16, u16) {
-    let mut aux = [0u8; 32];
-    let (mut scales, mut mins, mut sw) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
     let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
-    for j in 0..8 {
-        let xs = &x[32 * j..32 * j + 32];
-        let (weights, sum) = importance::<32>(xs, &qw[32 * j..], sigma2);
-        sw[j] = sum;
-        (scales[j], mins[j]) = make_qkx3_quants(
-            xs,
-            &weights,
-            &mut levels[32 * j..],
-            &mut aux,
-            weighted_search(nmax),
-        );
-    }
+    let (xt, weights, sw) = importance_lanes::<8, 32>(x, qw, sigma2);
+    let mut lanes = [[0i32; 8]; 32];
+    let search = weighted_search(nmax);
+    let (scales, mins) = affine_search(&xt, &weights, &mut lanes, search, TrialLevel::Qkx3);
+    untranspose_levels(&lanes, levels);
     let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
     let d_block = make_qp_quants(&scales, 63, &mut ls, &sw);
     let m_block = make_qp_quants(&mins, 63, &mut lm, &sw);
@@ -450,9 +496,21 @@ fn finish_q4_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), ou
     }
 }
 
-/// Quantizes one row to `Q4_K` (ggml's `quantize_row_q4_K_ref`, or `quantize_row_q4_K_impl`
-/// with an importance matrix).
-pub fn quantize_row_q4_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+row_builds!(
+    /// Quantizes one row to `Q4_K` (ggml's `quantize_row_q4_K_ref`, or
+    /// `quantize_row_q4_K_impl` with an importance matrix).
+    quantize_row_q4_k,
+    q4_k_row,
+    q4_k_avx2,
+    q4_k_avx512
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q4_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
     const SEARCH: AffineSearch = AffineSearch {
         nmax: 15,
         rmin: -1.0,
@@ -460,14 +518,22 @@ pub fn quantize_row_q4_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
         nstep: 20,
         use_mad: false,
     };
-    for_each_block(src, dst, imatrix, q4_k::SIZE, |x, w, out| {
-        let mut levels = [0u8; QK_K];
-        let fit = match w {
-            None => k4_fit_ref(x, &mut levels, SEARCH),
-            Some(w) => k4_fit_weighted(x, w, &mut levels, 15, false),
-        };
-        finish_q4_k(x, &mut levels, fit, out);
-    });
+    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q4_k::SIZE));
+    let mut levels = [0u8; QK_K];
+    match imatrix {
+        None => {
+            for (x, out) in blocks {
+                let fit = k4_fit_ref(x, &mut levels, SEARCH);
+                finish_q4_k(x, &mut levels, fit, out);
+            }
+        }
+        Some(w) => {
+            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
+                let fit = k4_fit_weighted(x, w, &mut levels, 15, false);
+                finish_q4_k(x, &mut levels, fit, out);
+            }
+        }
+    }
 }
 
 /// Writes a `Q5_K` block: scales, requantized values as low nibbles (as in `Q4_K`) and
@@ -494,9 +560,21 @@ fn finish_q5_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), ou
     out[q5_k::QH..q5_k::QH + 32].copy_from_slice(&qh);
 }
 
-/// Quantizes one row to `Q5_K` (ggml's `quantize_row_q5_K_ref`, or `quantize_row_q5_K_impl`
-/// with an importance matrix).
-pub fn quantize_row_q5_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+row_builds!(
+    /// Quantizes one row to `Q5_K` (ggml's `quantize_row_q5_K_ref`, or
+    /// `quantize_row_q5_K_impl` with an importance matrix).
+    quantize_row_q5_k,
+    q5_k_row,
+    q5_k_avx2,
+    q5_k_avx512
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q5_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
     const SEARCH: AffineSearch = AffineSearch {
         nmax: 31,
         rmin: -0.5,
@@ -504,14 +582,22 @@ pub fn quantize_row_q5_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
         nstep: 15,
         use_mad: false,
     };
-    for_each_block(src, dst, imatrix, q5_k::SIZE, |x, w, out| {
-        let mut levels = [0u8; QK_K];
-        let fit = match w {
-            None => k4_fit_ref(x, &mut levels, SEARCH),
-            Some(w) => k4_fit_weighted(x, w, &mut levels, 31, true),
-        };
-        finish_q5_k(x, &mut levels, fit, out);
-    });
+    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q5_k::SIZE));
+    let mut levels = [0u8; QK_K];
+    match imatrix {
+        None => {
+            for (x, out) in blocks {
+                let fit = k4_fit_ref(x, &mut levels, SEARCH);
+                finish_q5_k(x, &mut levels, fit, out);
+            }
+        }
+        Some(w) => {
+            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
+                let fit = k4_fit_weighted(x, w, &mut levels, 31, true);
+                finish_q5_k(x, &mut levels, fit, out);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------- Q6_K
@@ -575,4 +661,55 @@ fn q6_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
         *o = s as u8;
     }
     put_f16(out, q6_k::D, d_bits);
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::quant::dispatch::Isa;
+    use proptest::prelude::*;
+
+    type Row = fn(&[f32], &mut [u8], Option<&[f32]>);
+    type Build = unsafe fn(&[f32], &mut [u8], Option<&[f32]>);
+
+    /// Weights of every kind: ordinary, huge or tiny magnitudes, zeros, NaN and infinities.
+    fn any_weight() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            8 => -100.0f32..100.0,
+            1 => any::<u32>().prop_map(f32::from_bits),
+            1 => Just(0.0f32),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn vector_builds_equal_the_portable_one(
+            x in proptest::collection::vec(any_weight(), 2 * QK_K),
+            w in proptest::collection::vec(0.0f32..4.0, 2 * QK_K),
+            weighted in any::<bool>(),
+        ) {
+            let builds: [(Row, Build, Build, usize); 3] = [
+                (q2_k_row, q2_k_avx2, q2_k_avx512, q2_k::SIZE),
+                (q4_k_row, q4_k_avx2, q4_k_avx512, q4_k::SIZE),
+                (q5_k_row, q5_k_avx2, q5_k_avx512, q5_k::SIZE),
+            ];
+            let w = weighted.then_some(w.as_slice());
+            for (portable, avx2, avx512, size) in builds {
+                let mut want = vec![0u8; 2 * size];
+                portable(&x, &mut want, w);
+                if Isa::Avx2.is_available() {
+                    let mut got = vec![1u8; 2 * size];
+                    // SAFETY: AVX2 was just detected.
+                    unsafe { avx2(&x, &mut got, w) };
+                    prop_assert_eq!(&got, &want);
+                }
+                if Isa::Avx512.is_available() {
+                    let mut got = vec![2u8; 2 * size];
+                    // SAFETY: AVX-512 F/BW/VL and AVX2 were just detected.
+                    unsafe { avx512(&x, &mut got, w) };
+                    prop_assert_eq!(&got, &want);
+                }
+            }
+        }
+    }
 }

@@ -24,6 +24,7 @@
 
 pub mod iq4;
 pub mod kquants;
+mod lanes;
 pub mod legacy;
 pub mod legacy_imatrix;
 mod rounding;
