@@ -14,11 +14,11 @@
 //! allocates; bytes that derive from a NaN follow the policy in [`super::search`].
 
 use super::lanes::{
-    self, affine_search, row_builds, transpose, untranspose_levels, zip_map, Lanes, TrialLevel,
+    self, affine_search, q3_search, row_builds, transpose, untranspose_levels, zip_map, Lanes,
+    TrialLevel,
 };
 use super::search::{
-    f16_bits, make_q3_quants, make_qp_quants, make_qx_quants, nearest_int, AffineSearch,
-    GROUP_MAX_EPS,
+    f16_bits, make_qp_quants, make_qx_quants, nearest_int, AffineSearch, GROUP_MAX_EPS,
 };
 use crate::quant::blocks::{q2_k, q3_k, q4_k, q5_k, q6_k, QK_K};
 use crate::quant::scalar::kquants::k4_scale_min;
@@ -82,14 +82,21 @@ fn importance_lanes<const G: usize, const N: usize>(
 ) -> (Lanes<G, N>, Lanes<G, N>, [f32; G]) {
     let xt = transpose::<G, N>(x);
     let qwt = transpose::<G, N>(qw);
-    let weights: Lanes<G, N> =
-        std::array::from_fn(|i| zip_map(qwt[i], xt[i], |q, v| q * (sigma2 + v * v).sqrt()));
+    let mut weights: Lanes<G, N> = [[0.0; G]; N];
+    for ((wr, qr), xr) in weights.iter_mut().zip(&qwt).zip(&xt) {
+        *wr = zip_map(*qr, *xr, |q, v| q * (sigma2 + v * v).sqrt());
+    }
     let total = lanes::sums(&weights);
     (xt, weights, total)
 }
 
 /// Packs 2-bit levels (`Q2_K` and the low bits of `Q3_K`): each 128 values fill 32 bytes,
 /// value `l + 32·k` in bits `2k` of byte `l`.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
     for (half, q) in levels.chunks_exact(128).zip(qs.chunks_exact_mut(32)) {
         for (l, b) in q.iter_mut().enumerate() {
@@ -126,6 +133,11 @@ const fn weighted_search(nmax: i32) -> AffineSearch {
 
 /// Writes a `Q2_K` block from its packed sub-block scales and f16 scales: requantizes each
 /// sub-block whose scale is not zero, then packs the levels.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn finish_q2_k(
     x: &[f32],
     levels: &mut [u8; QK_K],
@@ -223,7 +235,7 @@ fn q2_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
 row_builds!(
     /// Quantizes one row to `Q2_K` (ggml's `quantize_row_q2_K_ref`, or
     /// `quantize_row_q2_K_impl` with an importance matrix).
-    quantize_row_q2_k,
+    pub quantize_row_q2_k,
     q2_k_row,
     q2_k_avx2,
     q2_k_avx512
@@ -279,6 +291,11 @@ fn q3_k_scale(s: &[u8; 12], j: usize) -> i32 {
 
 /// Writes a `Q3_K` block from its packed scales and f16 scale: requantizes each sub-block
 /// whose scale is not zero, splits off the high bits, packs the rest.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn finish_q3_k(x: &[f32], levels: &mut [u8; QK_K], scales: &[u8; 12], d: u16, out: &mut [u8]) {
     let dv = f16_value(d);
     for j in 0..16 {
@@ -310,15 +327,21 @@ fn as_unsigned(levels: &[i8; QK_K]) -> [u8; QK_K] {
     levels.map(|l| l as u8)
 }
 
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn q3_k_block_ref(x: &[f32], out: &mut [u8]) {
-    let mut levels = [0i8; QK_K];
-    let mut scales = [0.0f32; 16];
+    let mut lanes = [[0i32; 16]; 16];
+    let scales = q3_search(&transpose::<16, 16>(x), 4, &mut lanes);
+    let mut levels = [0u8; QK_K];
+    untranspose_levels(&lanes, &mut levels);
     let (mut max_scale, mut amax) = (0.0f32, 0.0f32);
-    for (j, s) in scales.iter_mut().enumerate() {
-        *s = make_q3_quants(&x[16 * j..16 * j + 16], 4, &mut levels[16 * j..], true);
+    for &s in &scales {
         if s.abs() > amax {
             amax = s.abs();
-            max_scale = *s;
+            max_scale = s;
         }
     }
     let (packed, d) = if max_scale == 0.0 {
@@ -331,7 +354,7 @@ fn q3_k_block_ref(x: &[f32], out: &mut [u8]) {
         });
         (pack_q3_k_scales(&biased), f16_bits(1.0 / iscale))
     };
-    finish_q3_k(x, &mut as_unsigned(&levels), &packed, d, out);
+    finish_q3_k(x, &mut levels, &packed, d, out);
 }
 
 fn q3_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
@@ -356,13 +379,34 @@ fn q3_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
     );
 }
 
-/// Quantizes one row to `Q3_K` (ggml's `quantize_row_q3_K_ref`, or `quantize_row_q3_K_impl`
-/// with an importance matrix).
-pub fn quantize_row_q3_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
-    for_each_block(src, dst, imatrix, q3_k::SIZE, |x, w, out| match w {
-        None => q3_k_block_ref(x, out),
-        Some(w) => q3_k_block_weighted(x, w, out),
-    });
+row_builds!(
+    /// Quantizes one row to `Q3_K` (ggml's `quantize_row_q3_K_ref`, or
+    /// `quantize_row_q3_K_impl` with an importance matrix).
+    pub quantize_row_q3_k,
+    q3_k_row,
+    q3_k_avx2,
+    q3_k_avx512
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q3_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q3_k::SIZE));
+    match imatrix {
+        None => {
+            for (x, out) in blocks {
+                q3_k_block_ref(x, out);
+            }
+        }
+        Some(w) => {
+            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
+                q3_k_block_weighted(x, w, out);
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------ Q4_K, Q5_K
@@ -388,6 +432,11 @@ fn pack_k4_scales(ls: [u8; 8], lm: [u8; 8]) -> [u8; 12] {
 
 /// Requantizes the sub-blocks of 32 of a `Q4_K`/`Q5_K` block against their decoded scales
 /// and mins, leaving sub-blocks whose scale is zero as the search left them.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn requantize_k4(
     x: &[f32],
     levels: &mut [u8; QK_K],
@@ -482,6 +531,11 @@ fn k4_fit_weighted(
 
 /// Writes a `Q4_K` block: scales, requantized nibbles (each 64 values fill 32 bytes, low
 /// nibbles first).
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn finish_q4_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), out: &mut [u8]) {
     let (scales, d, dmin) = fit;
     requantize_k4(x, levels, &scales, d, dmin, 15);
@@ -499,7 +553,7 @@ fn finish_q4_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), ou
 row_builds!(
     /// Quantizes one row to `Q4_K` (ggml's `quantize_row_q4_K_ref`, or
     /// `quantize_row_q4_K_impl` with an importance matrix).
-    quantize_row_q4_k,
+    pub quantize_row_q4_k,
     q4_k_row,
     q4_k_avx2,
     q4_k_avx512
@@ -538,6 +592,11 @@ fn q4_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
 
 /// Writes a `Q5_K` block: scales, requantized values as low nibbles (as in `Q4_K`) and
 /// fifth bits (value `64c + l` in bit `2c` of `qh[l]`, value `64c + 32 + l` in bit `2c + 1`).
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn finish_q5_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), out: &mut [u8]) {
     let (scales, d, dmin) = fit;
     requantize_k4(x, levels, &scales, d, dmin, 31);
@@ -563,7 +622,7 @@ fn finish_q5_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), ou
 row_builds!(
     /// Quantizes one row to `Q5_K` (ggml's `quantize_row_q5_K_ref`, or
     /// `quantize_row_q5_K_impl` with an importance matrix).
-    quantize_row_q5_k,
+    pub quantize_row_q5_k,
     q5_k_row,
     q5_k_avx2,
     q5_k_avx512
@@ -688,8 +747,9 @@ mod tests {
             w in proptest::collection::vec(0.0f32..4.0, 2 * QK_K),
             weighted in any::<bool>(),
         ) {
-            let builds: [(Row, Build, Build, usize); 3] = [
+            let builds: [(Row, Build, Build, usize); 4] = [
                 (q2_k_row, q2_k_avx2, q2_k_avx512, q2_k::SIZE),
+                (q3_k_row, q3_k_avx2, q3_k_avx512, q3_k::SIZE),
                 (q4_k_row, q4_k_avx2, q4_k_avx512, q4_k::SIZE),
                 (q5_k_row, q5_k_avx2, q5_k_avx512, q5_k::SIZE),
             ];

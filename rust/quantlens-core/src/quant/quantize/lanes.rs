@@ -12,7 +12,7 @@
 //! The searches are `#[inline(always)]` so that they compile for the instruction set of
 //! the quantizer that calls them (see [`row_builds`]).
 
-use super::search::{nearest_int, AffineSearch};
+use super::search::{nearest_int, AffineSearch, GROUP_MAX_EPS};
 
 /// How a trial value `iscale·(x - min)` becomes a level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,14 @@ pub(super) type Lanes<const G: usize, const N: usize> = [[f32; G]; N];
 )]
 #[inline(always)]
 pub(super) fn transpose<const G: usize, const N: usize>(x: &[f32]) -> Lanes<G, N> {
-    std::array::from_fn(|i| std::array::from_fn(|g| x[g * N + i]))
+    // Loops rather than `array::from_fn`, which is not always inlined at this size.
+    let mut t = [[0.0f32; G]; N];
+    for (g, group) in x.chunks_exact(N).take(G).enumerate() {
+        for (row, &v) in t.iter_mut().zip(group) {
+            row[g] = v;
+        }
+    }
+    t
 }
 
 /// `f(a, b)` for every group.
@@ -218,6 +225,94 @@ pub(super) fn affine_search<const G: usize, const N: usize>(
     (scale, min.map(|m| -m))
 }
 
+/// `make_q3_quants` with `do_rmse` for `G` groups of `N` values at once: each group's
+/// symmetric scale, its levels (biased by `nmax`, transposed like `x`) in `levels`.
+/// A group stops after its first pass that changes no level, as in ggml; the others go on.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+pub(super) fn q3_search<const G: usize, const N: usize>(
+    x: &Lanes<G, N>,
+    nmax: i32,
+    levels: &mut [[i32; G]; N],
+) -> [f32; G] {
+    // The first value of largest magnitude, as `signed_abs_max` picks it.
+    let (mut amax, mut max) = ([0.0f32; G], [0.0f32; G]);
+    for xr in x {
+        for g in 0..G {
+            let a = xr[g].abs();
+            let larger = a > amax[g];
+            amax[g] = if larger { a } else { amax[g] };
+            max[g] = if larger { xr[g] } else { max[g] };
+        }
+    }
+    let iscale: [f32; G] = std::array::from_fn(|g| -(nmax as f32) / max[g]);
+    let (mut sumlx, mut suml2) = ([0.0f32; G], [0.0f32; G]);
+    for (lr, xr) in levels.iter_mut().zip(x) {
+        for g in 0..G {
+            let xi = xr[g];
+            let q = nearest_int(iscale[g] * xi).clamp(-nmax, nmax - 1);
+            lr[g] = q;
+            let w = xi * xi;
+            sumlx[g] += w * xi * q as f32;
+            suml2[g] += w * q as f32 * q as f32;
+        }
+    }
+    let mut active: [bool; G] = std::array::from_fn(|g| amax[g] >= GROUP_MAX_EPS);
+    for _ in 0..5 {
+        if !active.contains(&true) {
+            break;
+        }
+        let mut changed = [false; G];
+        for (lr, xr) in levels.iter_mut().zip(x) {
+            for g in 0..G {
+                let xi = xr[g];
+                let w = xi * xi;
+                let old = lr[g] as f32;
+                // The sums without this value, then with its new level.
+                let rest_lx = sumlx[g] - w * xi * old;
+                let rest_l2 = suml2[g] - w * old * old;
+                let new_l = nearest_int(xi * rest_l2 / rest_lx).clamp(-nmax, nmax - 1);
+                let slx = rest_lx + w * xi * new_l as f32;
+                let sl2 = rest_l2 + w * new_l as f32 * new_l as f32;
+                let take = active[g]
+                    && rest_lx > 0.0
+                    && new_l != lr[g]
+                    && sl2 > 0.0
+                    && slx * slx * suml2[g] > sumlx[g] * sumlx[g] * sl2;
+                if take {
+                    lr[g] = new_l;
+                    sumlx[g] = slx;
+                    suml2[g] = sl2;
+                    changed[g] = true;
+                }
+            }
+        }
+        for g in 0..G {
+            active[g] = active[g] && changed[g];
+        }
+    }
+    let scale = std::array::from_fn(|g| {
+        if amax[g] >= GROUP_MAX_EPS && suml2[g] > 0.0 {
+            sumlx[g] / suml2[g]
+        } else {
+            0.0
+        }
+    });
+    for lr in levels.iter_mut() {
+        for g in 0..G {
+            lr[g] = if amax[g] < GROUP_MAX_EPS {
+                0
+            } else {
+                lr[g] + nmax
+            };
+        }
+    }
+    scale
+}
+
 /// The weighted error of every group against `scale·l + min`, summed in order.
 #[allow(
     clippy::inline_always,
@@ -247,9 +342,9 @@ fn affine_errors<const G: usize, const N: usize>(
 /// code (`$row` itself). Every build does the same f32 operations; only the vector width
 /// differs.
 macro_rules! row_builds {
-    ($(#[$doc:meta])* $name:ident, $row:ident, $avx2:ident, $avx512:ident) => {
+    ($(#[$doc:meta])* $vis:vis $name:ident, $row:ident, $avx2:ident, $avx512:ident) => {
         $(#[$doc])*
-        pub fn $name(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+        $vis fn $name(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
             #[cfg(target_arch = "x86_64")]
             {
                 use crate::quant::dispatch::{isa, Isa};
@@ -283,7 +378,7 @@ pub(super) use row_builds;
 
 #[cfg(test)]
 mod tests {
-    use super::super::search::{make_qkx2_quants, make_qkx3_quants};
+    use super::super::search::{make_q3_quants, make_qkx2_quants, make_qkx3_quants};
     use super::*;
     use proptest::prelude::*;
 
@@ -337,6 +432,27 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn q3_lanes_equal_the_scalar_search(x in proptest::collection::vec(any_value(), 64)) {
+            const G: usize = 4;
+            const N: usize = 16;
+            let mut lanes = [[0i32; G]; N];
+            let scale = q3_search(&transpose::<G, N>(&x), 4, &mut lanes);
+            let mut got = [0u8; G * N];
+            untranspose_levels(&lanes, &mut got);
+            for g in 0..G {
+                let xs = &x[g * N..(g + 1) * N];
+                let mut levels = [0i8; N];
+                let want = make_q3_quants(xs, 4, &mut levels, true);
+                if xs.iter().all(|v| v.is_finite()) {
+                    prop_assert_eq!(scale[g].to_bits(), want.to_bits(), "group {}", g);
+                    prop_assert_eq!(&got[g * N..(g + 1) * N], &levels.map(|l| l as u8)[..]);
+                } else {
+                    prop_assert!(scale[g].to_bits() == want.to_bits() || scale[g].is_nan() && want.is_nan());
+                }
+            }
+        }
 
         #[test]
         fn lanes_equal_the_scalar_searches(

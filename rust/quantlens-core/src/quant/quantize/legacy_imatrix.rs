@@ -4,7 +4,7 @@
 //!
 //! Every value is weighted by `qw · sqrt(σ² + x²)`, `σ²` the mean square of the whole row;
 //! the symmetric types then search their scale with `make_qx_quants`, the offset types
-//! their scale and min with `make_qkx3_quants`. Without weights these types use ggml's
+//! their scale and min with `make_qkx3_quants` (eight blocks at a time, in vector lanes). Without weights these types use ggml's
 //! plain reference quantizers instead, which live beside the other unweighted paths.
 //!
 //! Each function takes one row: `src` whole 32-value blocks, `dst` exactly their bytes,
@@ -12,7 +12,8 @@
 //! input is accepted and nothing panics or allocates; bytes that derive from a NaN follow
 //! the policy in [`super::search`].
 
-use super::search::{f16_bits, make_qkx3_quants, make_qx_quants, AffineSearch};
+use super::lanes::{affine_search, row_builds, transpose, untranspose_levels, TrialLevel};
+use super::search::{f16_bits, make_qx_quants, AffineSearch};
 use crate::quant::blocks::{q4_0, q4_1, q5_0, q5_1};
 
 /// Values per block of every legacy type.
@@ -92,30 +93,156 @@ pub fn quantize_row_q5_0_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
     });
 }
 
-/// Affine levels in `0..=nmax` with their scale and min (`x ≈ d·l + m`).
-fn affine_levels(x: &[f32], w: &[f32; QK], nmax: i32) -> (f32, f32, [u8; QK]) {
-    let (mut levels, mut aux) = ([0u8; QK], [0u8; QK]);
-    let (d, the_min) = make_qkx3_quants(x, w, &mut levels, &mut aux, search(nmax));
-    (d, -the_min, levels)
+/// Blocks whose affine searches run side by side (see [`super::lanes`]).
+const LANE_BLOCKS: usize = 8;
+
+/// Quantizes a row of an offset type: `write(d, m, levels, out)` stores each block from
+/// its scale, min (`x ≈ d·l + m`) and levels in `0..=nmax`. The blocks are searched
+/// [`LANE_BLOCKS`] at a time; a last, partial group is padded with zero values of zero
+/// weight, whose results are dropped.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn offset_row(
+    src: &[f32],
+    dst: &mut [u8],
+    weights: &[f32],
+    size: usize,
+    nmax: i32,
+    write: impl Fn(f32, f32, &[u8; QK], &mut [u8]),
+) {
+    let sum_x2 = src.iter().fold(0.0f32, |s, &v| s + v * v);
+    let sigma2 = sum_x2 / src.len() as f32;
+    let blocks = (src.len() / QK)
+        .min(weights.len() / QK)
+        .min(dst.len() / size);
+    for first in (0..blocks).step_by(LANE_BLOCKS) {
+        let count = (blocks - first).min(LANE_BLOCKS);
+        let (mut x, mut w) = ([0.0f32; LANE_BLOCKS * QK], [0.0f32; LANE_BLOCKS * QK]);
+        let values = first * QK..(first + count) * QK;
+        x[..count * QK].copy_from_slice(&src[values.clone()]);
+        for ((w, &qw), &v) in w.iter_mut().zip(&weights[values]).zip(&x) {
+            *w = qw * (sigma2 + v * v).sqrt();
+        }
+        let (xt, wt) = (
+            transpose::<LANE_BLOCKS, QK>(&x),
+            transpose::<LANE_BLOCKS, QK>(&w),
+        );
+        let mut lanes = [[0i32; LANE_BLOCKS]; QK];
+        let (d, the_min) = affine_search(&xt, &wt, &mut lanes, search(nmax), TrialLevel::Qkx3);
+        let mut levels = [0u8; LANE_BLOCKS * QK];
+        untranspose_levels(&lanes, &mut levels);
+        let outs = dst[first * size..(first + count) * size].chunks_exact_mut(size);
+        for (b, out) in outs.enumerate() {
+            let mut block = [0u8; QK];
+            block.copy_from_slice(&levels[b * QK..(b + 1) * QK]);
+            write(d[b], -the_min[b], &block, out);
+        }
+    }
 }
+
+/// Stores a `Q4_1` block.
+fn write_q4_1(d: f32, m: f32, levels: &[u8; QK], out: &mut [u8]) {
+    out[q4_1::D..q4_1::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    out[q4_1::M..q4_1::M + 2].copy_from_slice(&f16_bits(m).to_le_bytes());
+    pack_nibbles(levels, &mut out[q4_1::QS..]);
+}
+
+/// Stores a `Q5_1` block.
+fn write_q5_1(d: f32, m: f32, levels: &[u8; QK], out: &mut [u8]) {
+    out[q5_1::D..q5_1::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    out[q5_1::M..q5_1::M + 2].copy_from_slice(&f16_bits(m).to_le_bytes());
+    out[q5_1::QH..q5_1::QH + 4].copy_from_slice(&fifth_bits(levels));
+    pack_nibbles(levels, &mut out[q5_1::QS..]);
+}
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q4_1_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+    if let Some(w) = weights {
+        offset_row(src, dst, w, q4_1::SIZE, 15, write_q4_1);
+    }
+}
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q5_1_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+    if let Some(w) = weights {
+        offset_row(src, dst, w, q5_1::SIZE, 31, write_q5_1);
+    }
+}
+
+row_builds!(q4_1_dispatch, q4_1_row, q4_1_avx2, q4_1_avx512);
+row_builds!(q5_1_dispatch, q5_1_row, q5_1_avx2, q5_1_avx512);
 
 /// `Q4_1` with an importance matrix (ggml's `quantize_row_q4_1_impl`).
 pub fn quantize_row_q4_1_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
-    for_each_weighted_block(src, dst, weights, q4_1::SIZE, |x, w, out| {
-        let (d, m, levels) = affine_levels(x, w, 15);
-        out[q4_1::D..q4_1::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
-        out[q4_1::M..q4_1::M + 2].copy_from_slice(&f16_bits(m).to_le_bytes());
-        pack_nibbles(&levels, &mut out[q4_1::QS..]);
-    });
+    q4_1_dispatch(src, dst, Some(weights));
 }
 
 /// `Q5_1` with an importance matrix (ggml's `quantize_row_q5_1_impl`).
 pub fn quantize_row_q5_1_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
-    for_each_weighted_block(src, dst, weights, q5_1::SIZE, |x, w, out| {
-        let (d, m, levels) = affine_levels(x, w, 31);
-        out[q5_1::D..q5_1::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
-        out[q5_1::M..q5_1::M + 2].copy_from_slice(&f16_bits(m).to_le_bytes());
-        out[q5_1::QH..q5_1::QH + 4].copy_from_slice(&fifth_bits(&levels));
-        pack_nibbles(&levels, &mut out[q5_1::QS..]);
-    });
+    q5_1_dispatch(src, dst, Some(weights));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::search::make_qkx3_quants;
+    use super::*;
+    use proptest::prelude::*;
+
+    type Writer = fn(f32, f32, &[u8; QK], &mut [u8]);
+    type Pair = (Writer, usize, i32, fn(&[f32], &mut [u8], &[f32]));
+
+    /// One block at a time through the scalar search: what the lanes must reproduce.
+    fn one_by_one(src: &[f32], weights: &[f32], size: usize, nmax: i32, write: Writer) -> Vec<u8> {
+        let mut out = vec![0u8; src.len() / QK * size];
+        for_each_weighted_block(src, &mut out, weights, size, |x, w, out| {
+            let (mut levels, mut aux) = ([0u8; QK], [0u8; QK]);
+            let (d, the_min) = make_qkx3_quants(x, w, &mut levels, &mut aux, search(nmax));
+            write(d, -the_min, &levels, out);
+        });
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn lanes_equal_one_block_at_a_time(
+            blocks in 1usize..20,
+            seed in proptest::collection::vec(-8.0f32..8.0, 20 * QK),
+            qw in proptest::collection::vec(0.0f32..2.0, 20 * QK),
+        ) {
+            let (x, w) = (&seed[..blocks * QK], &qw[..blocks * QK]);
+            let pairs: [Pair; 2] = [
+                (write_q4_1, q4_1::SIZE, 15, quantize_row_q4_1_imatrix),
+                (write_q5_1, q5_1::SIZE, 31, quantize_row_q5_1_imatrix),
+            ];
+            for (write, size, nmax, quantize) in pairs {
+                let want = one_by_one(x, w, size, nmax, write);
+                let mut got = vec![0xa5u8; want.len()];
+                quantize(x, &mut got, w);
+                prop_assert_eq!(&got, &want);
+                let mut portable = vec![0x5au8; want.len()];
+                if nmax == 15 { q4_1_row(x, &mut portable, Some(w)) } else { q5_1_row(x, &mut portable, Some(w)) }
+                prop_assert_eq!(&portable, &want);
+                #[cfg(target_arch = "x86_64")]
+                if crate::quant::dispatch::Isa::Avx2.is_available() {
+                    let mut avx2 = vec![0x3cu8; want.len()];
+                    // SAFETY: AVX2 was just detected.
+                    unsafe {
+                        if nmax == 15 { q4_1_avx2(x, &mut avx2, Some(w)) } else { q5_1_avx2(x, &mut avx2, Some(w)) }
+                    }
+                    prop_assert_eq!(&avx2, &want);
+                }
+            }
+        }
+    }
 }
