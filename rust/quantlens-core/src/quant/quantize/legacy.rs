@@ -207,7 +207,11 @@ fn q4_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2])
 }
 
 /// Packs 32 five-bit quants: low nibbles two per byte into `qs`, fifth bits into `qh`.
-#[inline]
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn pack_q5(quant: impl Fn(f32) -> u8, x: &[f32], qh_out: &mut [u8], qs: &mut [u8]) {
     let (lo, hi) = x.split_at(QK / 2);
     let mut qh = 0u32;
@@ -221,8 +225,17 @@ fn pack_q5(quant: impl Fn(f32) -> u8, x: &[f32], qh_out: &mut [u8], qs: &mut [u8
     qh_out.copy_from_slice(&qh.to_le_bytes());
 }
 
-/// `Q5_0`: `d = max / -16`, quants `x / d + 16` in 0..=31.
-pub fn quantize_row_q5_0_ref(src: &[f32], dst: &mut [u8]) {
+dispatched!(
+    /// `Q5_0`: `d = max / -16`, quants `x / d + 16` in 0..=31.
+    quantize_row_q5_0_ref, q5_0_scalar, q5_0_avx2, q5_0_blocks
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q5_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     for (x, block) in src.as_chunks::<QK>().0.iter().zip(dst.chunks_exact_mut(22)) {
         let d = signed_absmax(x) / -16.0;
         let id = inverse(d);
@@ -233,8 +246,17 @@ pub fn quantize_row_q5_0_ref(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// `Q5_1`: `d = (max - min) / 31` and `m = min`, quants `(x - min) / d` in 0..=31.
-pub fn quantize_row_q5_1_ref(src: &[f32], dst: &mut [u8]) {
+dispatched!(
+    /// `Q5_1`: `d = (max - min) / 31` and `m = min`, quants `(x - min) / d` in 0..=31.
+    quantize_row_q5_1_ref, q5_1_scalar, q5_1_avx2, q5_1_blocks
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q5_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     for (x, block) in src.as_chunks::<QK>().0.iter().zip(dst.chunks_exact_mut(24)) {
         let (min, max) = min_max(x);
         let d = (max - min) / 31.0;
@@ -248,8 +270,17 @@ pub fn quantize_row_q5_1_ref(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// `Q8_0`: `d = amax / 127`, quants `round(x / d)` in -127..=127.
-pub fn quantize_row_q8_0_ref(src: &[f32], dst: &mut [u8]) {
+dispatched!(
+    /// `Q8_0`: `d = amax / 127`, quants `round(x / d)` in -127..=127.
+    quantize_row_q8_0_ref, q8_0_scalar, q8_0_avx2, q8_0_blocks
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q8_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(34)) {
         // ggml's `MAX(amax, fabsf(v))`: a NaN weight becomes the running maximum until a
         // later weight replaces it.
@@ -296,9 +327,12 @@ mod tests {
             if !x86::has_avx2() {
                 return Ok(());
             }
-            let pairs: [Pair; 2] = [
+            let pairs: [Pair; 5] = [
                 (q4_0_scalar, q4_0_avx2, 18),
                 (q4_1_scalar, q4_1_avx2, 20),
+                (q5_0_scalar, q5_0_avx2, 22),
+                (q5_1_scalar, q5_1_avx2, 24),
+                (q8_0_scalar, q8_0_avx2, 34),
             ];
             for (scalar, avx2, size) in pairs {
                 let (mut a, mut b) = (vec![0u8; 3 * size], vec![1u8; 3 * size]);
