@@ -136,6 +136,51 @@ fn min_max(x: &[f32; QK]) -> (f32, f32) {
     })
 }
 
+/// Blocks whose scales are computed together: each block's scale is a short chain of
+/// reductions and two divisions, which several blocks then run side by side.
+const GROUP: usize = 8;
+
+/// Each block's `(d, 1/d)` for the symmetric types: `d = max / divisor`, `max` the
+/// weight of largest magnitude.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn symmetric_scales(xs: &[[f32; QK]], divisor: f32) -> ([f32; GROUP], [f32; GROUP]) {
+    let mut ds = [0.0f32; GROUP];
+    for (d, x) in ds.iter_mut().zip(xs) {
+        *d = signed_absmax(x) / divisor;
+    }
+    let mut ids = [0.0f32; GROUP];
+    for k in 0..GROUP {
+        ids[k] = inverse(ds[k]);
+    }
+    (ds, ids)
+}
+
+/// Each block's `(min, d, 1/d)` for the offset types: `d = (max - min) / levels`.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn affine_scales(xs: &[[f32; QK]], levels: f32) -> ([f32; GROUP], [f32; GROUP], [f32; GROUP]) {
+    let (mut mins, mut maxs) = ([0.0f32; GROUP], [0.0f32; GROUP]);
+    for ((min, max), x) in mins.iter_mut().zip(&mut maxs).zip(xs) {
+        (*min, *max) = min_max(x);
+    }
+    let mut ds = [0.0f32; GROUP];
+    for k in 0..GROUP {
+        ds[k] = (maxs[k] - mins[k]) / levels;
+    }
+    let mut ids = [0.0f32; GROUP];
+    for k in 0..GROUP {
+        ids[k] = inverse(ds[k]);
+    }
+    (mins, ds, ids)
+}
+
 /// `1.0 / d`, or 0 for a zero scale (a NaN scale counts as non-zero, as in C).
 #[inline]
 fn inverse(d: f32) -> f32 {
@@ -163,17 +208,19 @@ dispatched!(
 )]
 #[inline(always)]
 fn q4_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
-    let blocks = src.as_chunks::<QK>().0.iter();
-    for (x, block) in blocks.zip(dst.as_chunks_mut::<18>().0) {
-        let d = signed_absmax(x) / -8.0;
-        let id = inverse(d);
-        let (scale, qs) = block.split_at_mut(2);
-        scale.copy_from_slice(&fp16_bytes(d));
-        let (lo, hi) = x.split_at(QK / 2);
-        for ((q, &a), &b) in qs.iter_mut().zip(lo).zip(hi) {
-            let q0 = clamp_i8(a * id + 8.5, 15);
-            let q1 = clamp_i8(b * id + 8.5, 15);
-            *q = q0 | (q1 << 4);
+    let groups = src.as_chunks::<QK>().0.chunks(GROUP);
+    for (xs, blocks) in groups.zip(dst.as_chunks_mut::<18>().0.chunks_mut(GROUP)) {
+        let (ds, ids) = symmetric_scales(xs, -8.0);
+        for (k, (x, block)) in xs.iter().zip(blocks).enumerate() {
+            let (d, id) = (ds[k], ids[k]);
+            let (scale, qs) = block.split_at_mut(2);
+            scale.copy_from_slice(&fp16_bytes(d));
+            let (lo, hi) = x.split_at(QK / 2);
+            for ((q, &a), &b) in qs.iter_mut().zip(lo).zip(hi) {
+                let q0 = clamp_i8(a * id + 8.5, 15);
+                let q1 = clamp_i8(b * id + 8.5, 15);
+                *q = q0 | (q1 << 4);
+            }
         }
     }
 }
@@ -189,19 +236,20 @@ dispatched!(
 )]
 #[inline(always)]
 fn q4_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
-    let blocks = src.as_chunks::<QK>().0.iter();
-    for (x, block) in blocks.zip(dst.as_chunks_mut::<20>().0) {
-        let (min, max) = min_max(x);
-        let d = (max - min) / 15.0;
-        let id = inverse(d);
-        let (head, qs) = block.split_at_mut(4);
-        head[..2].copy_from_slice(&fp16_bytes(d));
-        head[2..].copy_from_slice(&fp16_bytes(min));
-        let (lo, hi) = x.split_at(QK / 2);
-        for ((q, &a), &b) in qs.iter_mut().zip(lo).zip(hi) {
-            let q0 = clamp_i8((a - min) * id + 0.5, 15);
-            let q1 = clamp_i8((b - min) * id + 0.5, 15);
-            *q = q0 | (q1 << 4);
+    let groups = src.as_chunks::<QK>().0.chunks(GROUP);
+    for (xs, blocks) in groups.zip(dst.as_chunks_mut::<20>().0.chunks_mut(GROUP)) {
+        let (mins, ds, ids) = affine_scales(xs, 15.0);
+        for (k, (x, block)) in xs.iter().zip(blocks).enumerate() {
+            let (min, d, id) = (mins[k], ds[k], ids[k]);
+            let (head, qs) = block.split_at_mut(4);
+            head[..2].copy_from_slice(&fp16_bytes(d));
+            head[2..].copy_from_slice(&fp16_bytes(min));
+            let (lo, hi) = x.split_at(QK / 2);
+            for ((q, &a), &b) in qs.iter_mut().zip(lo).zip(hi) {
+                let q0 = clamp_i8((a - min) * id + 0.5, 15);
+                let q1 = clamp_i8((b - min) * id + 0.5, 15);
+                *q = q0 | (q1 << 4);
+            }
         }
     }
 }
@@ -236,13 +284,16 @@ dispatched!(
 )]
 #[inline(always)]
 fn q5_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
-    for (x, block) in src.as_chunks::<QK>().0.iter().zip(dst.chunks_exact_mut(22)) {
-        let d = signed_absmax(x) / -16.0;
-        let id = inverse(d);
-        let (d_bytes, rest) = block.split_at_mut(2);
-        d_bytes.copy_from_slice(&fp16_bytes(d));
-        let (qh, qs) = rest.split_at_mut(4);
-        pack_q5(|v| clamp_i8(v * id + 16.5, 31), x, qh, qs);
+    let groups = src.as_chunks::<QK>().0.chunks(GROUP);
+    for (xs, blocks) in groups.zip(dst.as_chunks_mut::<22>().0.chunks_mut(GROUP)) {
+        let (ds, ids) = symmetric_scales(xs, -16.0);
+        for (k, (x, block)) in xs.iter().zip(blocks).enumerate() {
+            let (d, id) = (ds[k], ids[k]);
+            let (d_bytes, rest) = block.split_at_mut(2);
+            d_bytes.copy_from_slice(&fp16_bytes(d));
+            let (qh, qs) = rest.split_at_mut(4);
+            pack_q5(|v| clamp_i8(v * id + 16.5, 31), x, qh, qs);
+        }
     }
 }
 
@@ -257,16 +308,19 @@ dispatched!(
 )]
 #[inline(always)]
 fn q5_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
-    for (x, block) in src.as_chunks::<QK>().0.iter().zip(dst.chunks_exact_mut(24)) {
-        let (min, max) = min_max(x);
-        let d = (max - min) / 31.0;
-        let id = inverse(d);
-        let (head, rest) = block.split_at_mut(4);
-        head[..2].copy_from_slice(&fp16_bytes(d));
-        head[2..].copy_from_slice(&fp16_bytes(min));
-        let (qh, qs) = rest.split_at_mut(4);
-        // `(uint8_t)(x + 0.5f)`: no clamp in ggml; the low five bits are all that is kept.
-        pack_q5(|v| trunc_low_byte((v - min) * id + 0.5), x, qh, qs);
+    let groups = src.as_chunks::<QK>().0.chunks(GROUP);
+    for (xs, blocks) in groups.zip(dst.as_chunks_mut::<24>().0.chunks_mut(GROUP)) {
+        let (mins, ds, ids) = affine_scales(xs, 31.0);
+        for (k, (x, block)) in xs.iter().zip(blocks).enumerate() {
+            let (min, d, id) = (mins[k], ds[k], ids[k]);
+            let (head, rest) = block.split_at_mut(4);
+            head[..2].copy_from_slice(&fp16_bytes(d));
+            head[2..].copy_from_slice(&fp16_bytes(min));
+            let (qh, qs) = rest.split_at_mut(4);
+            // `(uint8_t)(x + 0.5f)`: no clamp in ggml; the low five bits are all that is
+            // kept.
+            pack_q5(|v| trunc_low_byte((v - min) * id + 0.5), x, qh, qs);
+        }
     }
 }
 
@@ -281,20 +335,43 @@ dispatched!(
 )]
 #[inline(always)]
 fn q8_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
-    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(34)) {
-        // ggml's `MAX(amax, fabsf(v))`: a NaN weight becomes the running maximum until a
-        // later weight replaces it.
-        let amax = x.iter().fold(
-            0.0f32,
-            |amax, v| if amax > v.abs() { amax } else { v.abs() },
-        );
-        let d = amax / 127.0;
-        let id = inverse(d);
-        block[..2].copy_from_slice(&fp16_bytes(d));
-        for (q, &v) in block[2..].iter_mut().zip(x) {
-            *q = round_i32(v * id) as u8;
+    let groups = src.as_chunks::<QK>().0.chunks(GROUP);
+    for (xs, blocks) in groups.zip(dst.as_chunks_mut::<34>().0.chunks_mut(GROUP)) {
+        let amax = running_abs_max(xs);
+        for (k, (x, block)) in xs.iter().zip(blocks).enumerate() {
+            let d = amax[k] / 127.0;
+            let id = inverse(d);
+            block[..2].copy_from_slice(&fp16_bytes(d));
+            for (q, &v) in block[2..].iter_mut().zip(x) {
+                *q = round_i32(v * id) as u8;
+            }
         }
     }
+}
+
+/// ggml's `Q8_0` scan, `amax = MAX(amax, fabsf(v))` in order from 0, of each block: a NaN
+/// weight becomes the running maximum until a later weight replaces it. A whole group's
+/// scans run interleaved, as independent chains.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn running_abs_max(xs: &[[f32; QK]]) -> [f32; GROUP] {
+    let step = |amax: f32, v: f32| if amax > v.abs() { amax } else { v.abs() };
+    let mut amax = [0.0f32; GROUP];
+    if let Ok(group) = <&[[f32; QK]; GROUP]>::try_from(xs) {
+        for i in 0..QK {
+            for (m, x) in amax.iter_mut().zip(group) {
+                *m = step(*m, x[i]);
+            }
+        }
+    } else {
+        for (m, x) in amax.iter_mut().zip(xs) {
+            *m = x.iter().fold(0.0, |m, &v| step(m, v));
+        }
+    }
+    amax
 }
 
 #[cfg(test)]
