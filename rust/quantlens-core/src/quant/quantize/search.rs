@@ -15,8 +15,9 @@
 //! weight times a zero), the bytes that depend on it are not fully pinned down, for ggml
 //! either: a NaN made from non-NaN operands is negative on x86 and positive on ARM, and when
 //! two NaNs meet, which one survives depends on the operand order the compiler chose. So the
-//! sign of an f16 NaN scale, and a level rounded from a NaN, may differ from ggml's; NaN
-//! scales are always stored as ggml stores them, `0x7e00` with the sign.
+//! sign of an f16 NaN scale, and a level rounded from a NaN, may differ from ggml's (and
+//! between the vector builds of [`super::lanes`]); NaN scales are always stored as ggml
+//! stores them, `0x7e00` with the sign.
 
 /// Groups whose largest magnitude is below this count as all zero (ggml's `GROUP_MAX_EPS`).
 pub const GROUP_MAX_EPS: f32 = 1e-15;
