@@ -16,7 +16,16 @@ wall time. Each quantlens result is checked byte for byte against ggml's before 
 
 ``--threads-scaling`` instead times quantlens alone on a larger tensor (``--scaling-mi``,
 16 Mi weights by default) at 1 and 2 threads, wall time, and prints the speed-up: how close
-to linear the row split scales, measured on as many threads as a small machine has.
+to linear the row split scales, measured on as many threads as a small machine has. Beside
+it runs the memory floor on the same threads: each thread reads its share of the input once
+(numpy's max, which runs at memory speed and releases the GIL) and writes its share of a
+new output of the type's quantized size (``fill``, which faults the pages in, as the
+quantizer's threads do). No quantizer can be faster than that traffic. "2T/1T" of the floor
+says what a second thread gains from memory alone; "of floor" is the quantizer's 2-thread
+rate as a fraction of the floor's: near 1 the type is bound by memory, far below it by its
+arithmetic, where a second thread helps. "waited" is the share of the 2-thread runs' wall
+time during which some task waited for a CPU (Linux's /proc/pressure/cpu): other work on a
+2-core machine takes the second thread's core, and the 2-thread figures then mean little.
 
     python benches/bench_quantize.py --threads-scaling [--scaling-mi 16] [--repeat 5]
 """
@@ -29,6 +38,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -83,24 +93,93 @@ def bench_type(
     return rate
 
 
+def memory_floor(x: np.ndarray, out_bytes: int, pool: ThreadPoolExecutor, threads: int) -> None:
+    """Read all of ``x`` and write a new ``out_bytes``-byte array, split over ``threads``
+    threads: the memory traffic of quantizing ``x``, and nothing else."""
+    out = np.empty(out_bytes, np.uint8)
+    inputs, outputs = np.array_split(x, threads), np.array_split(out, threads)
+
+    def part(i: int) -> None:
+        outputs[i].fill(0)
+        inputs[i].max()
+
+    if threads == 1:
+        part(0)
+    else:
+        list(pool.map(part, range(threads)))
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def cpu_wait_us() -> int | None:
+    """Microseconds during which some task has waited for a CPU since boot (Linux's
+    pressure stall information), or None where the kernel does not say."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class WaitMeter:
+    """Wraps a run to add up its wall time and the time other work waited for a CPU
+    meanwhile: on an otherwise idle machine two threads never wait for two CPUs."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn, self.wall, self.waited = fn, 0.0, 0.0
+
+    def __call__(self) -> None:
+        before, start = cpu_wait_us(), time.perf_counter()
+        self.fn()
+        self.wall += time.perf_counter() - start
+        after = cpu_wait_us()
+        if before is not None and after is not None:
+            self.waited += (after - before) / 1e6
+
+    def share(self) -> str:
+        return "-" if cpu_wait_us() is None else f"{min(self.waited / self.wall, 1.0):.0%}"
+
+
 def threads_scaling(types: list[Q], mi: int, repeat: int) -> None:
-    """Wall-time throughput of quantlens at 1 and 2 threads, and their ratio."""
+    """Wall-time throughput of quantlens and of the memory floor at 1 and 2 threads."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((mi * MI // 4096, 4096)).astype(np.float32)
+    pool = ThreadPoolExecutor(2)
     print(
         f"quantlens thread scaling, Mweights/s ({mi} Mi weights, rows of 4096, wall time, "
-        f"median of {repeat}; {THREADS} CPUs visible)"
+        f"median of {repeat}; {THREADS} CPUs visible; load average {load_average()})"
     )
-    header = f"{'type':<10}{'1T':>10}{'2T':>10}{'2T/1T':>8}"
+    print("floor = read the input, write a new output of the quantized size, same threads")
+    print("waited = share of the 2T runs' wall time in which some task waited for a CPU")
+    header = (
+        f"{'type':<10}{'1T':>10}{'2T':>10}{'2T/1T':>8}"
+        f"{'floor 1T':>10}{'floor 2T':>10}{'2T/1T':>8}{'of floor':>10}{'waited':>8}"
+    )
     print(header)
     print("-" * len(header))
     for qtype in types:
-        runs: dict[str, Callable[[], object]] = {
-            f"{n}T": (lambda n=n, t=qtype: quantlens.quantize(x, t, threads=n)) for n in (1, 2)
-        }
-        timed = medians(runs, repeat)
-        one, two = (x.size / timed[f"{n}T"][0] / 1e6 for n in (1, 2))
-        print(f"{qtype.name:<10}{one:>10.1f}{two:>10.1f}{two / one:>8.2f}", flush=True)
+        block, size = GGML_QUANT_SIZES[qtype]
+        out_bytes = x.size // block * size
+        runs: dict[str, Callable[[], object]] = {}
+        for n in (1, 2):
+            runs[f"{n}T"] = lambda n=n, t=qtype: quantlens.quantize(x, t, threads=n)
+            runs[f"floor {n}T"] = lambda n=n, b=out_bytes: memory_floor(x, b, pool, n)
+        # Every run metered alike, so that all carry the meter's two small reads.
+        meters = {name: WaitMeter(fn) for name, fn in runs.items()}
+        metered: dict[str, Callable[[], object]] = dict(meters)
+        timed = medians(metered, repeat)
+        rate = {name: x.size / wall / 1e6 for name, (wall, _) in timed.items()}
+        one, two, floor_one, floor_two = (rate[k] for k in ("1T", "2T", "floor 1T", "floor 2T"))
+        print(
+            f"{qtype.name:<10}{one:>10.1f}{two:>10.1f}{two / one:>8.2f}"
+            f"{floor_one:>10.1f}{floor_two:>10.1f}{floor_two / floor_one:>8.2f}"
+            f"{two / floor_two:>10.2f}{meters['2T'].share():>8}",
+            flush=True,
+        )
+    pool.shutdown()
+    print(f"load average after: {load_average()}")
 
 
 def main() -> None:

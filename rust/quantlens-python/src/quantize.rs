@@ -1,5 +1,7 @@
 //! Quantization entry points: float rows in, a new numpy `uint8` array of blocks out, with
-//! the GIL released while the core works.
+//! the GIL released while the core works (and fills the new array on its own threads).
+
+use std::mem::MaybeUninit;
 
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyValueError;
@@ -90,15 +92,20 @@ pub fn quantize<'py>(
     let bytes = (src.len() / n_per_row)
         .checked_mul(row_bytes)
         .ok_or_else(|| PyValueError::new_err("quantized size overflows"))?;
-    let out = PyArray1::<u8>::zeros(py, bytes, false);
-    {
-        let mut guard = out.try_readwrite()?;
-        let dst = guard
-            .as_slice_mut()
-            .map_err(|_| PyValueError::new_err("new array is not contiguous"))?;
-        py.detach(|| core::quantize(ty, src, n_per_row, dst, imatrix, threads))
-            .map_err(|e| to_py(py, &e))?;
-    }
+    // Uninitialized rather than zeroed: a zeroed array would be filled on this thread
+    // before the quantizer's threads start; the core zeroes and fills it in parallel.
+    // SAFETY: no Python code sees the array's bytes before the core has written them all
+    // (or, on error, ever), as `quantize_uninit` promises.
+    let out = unsafe { PyArray1::<u8>::new(py, bytes, false) };
+    let dst: &mut [MaybeUninit<u8>] = if bytes == 0 {
+        &mut []
+    } else {
+        // SAFETY: the new array owns `bytes` contiguous bytes at `data()`, and nothing else
+        // refers to them while this slice lives.
+        unsafe { std::slice::from_raw_parts_mut(out.data().cast(), bytes) }
+    };
+    py.detach(|| core::quantize_uninit(ty, src, n_per_row, dst, imatrix, threads))
+        .map_err(|e| to_py(py, &e))?;
     Ok(out)
 }
 

@@ -6,6 +6,8 @@
 //! small staging buffers on the thread that quantizes them. Without an importance matrix
 //! every type quantizes its blocks independently, so the tensor is split anywhere between
 //! blocks; with one, whole rows are handed out, since ggml's weighting may look at a row.
+//! [`quantize_uninit`] fills a new, uninitialized output, so that its pages are first
+//! touched by the threads that quantize into them rather than zeroed up front.
 //!
 //! Quantizers never panic and never abort, whatever the floats hold. Where ggml's result
 //! for NaN or infinite weights is defined (it always is for the types here), the bytes are
@@ -29,6 +31,8 @@ pub mod legacy;
 pub mod legacy_imatrix;
 mod rounding;
 pub mod search;
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -249,67 +253,131 @@ pub fn quantize(
     imatrix: Option<&[f32]>,
     threads: Option<usize>,
 ) -> Result<(), QuantizeError> {
-    let row_bytes = row_size(ty, n_per_row)?;
-    let Some((run, _)) = quantizer(ty) else {
-        return Err(QuantizeError::UnsupportedType(ty));
-    };
-    if let Some(w) = imatrix {
-        if w.len() != n_per_row {
-            return Err(QuantizeError::ImatrixLength {
+    let plan = Plan::new(ty, src, n_per_row, dst.len(), imatrix, threads)?;
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and `run` writes only initialized
+    // bytes through the view, so `dst` stays initialized.
+    let dst = unsafe { &mut *(std::ptr::from_mut(dst) as *mut [MaybeUninit<u8>]) };
+    plan.run(src, dst, false);
+    Ok(())
+}
+
+/// [`quantize`] into memory that need not be initialized, such as a new array straight
+/// from the allocator, and so initialize it: every thread zeroes each piece of `dst` it
+/// quantizes (an L1-sized step) just before writing it. Fresh pages are then faulted in
+/// by the threads that fill them, in parallel, rather than zeroed beforehand on the
+/// calling thread. Returns `dst`, now every byte written; on error nothing is written.
+pub fn quantize_uninit<'d>(
+    ty: GgmlType,
+    src: Input<'_>,
+    n_per_row: usize,
+    dst: &'d mut [MaybeUninit<u8>],
+    imatrix: Option<&[f32]>,
+    threads: Option<usize>,
+) -> Result<&'d mut [u8], QuantizeError> {
+    let plan = Plan::new(ty, src, n_per_row, dst.len(), imatrix, threads)?;
+    plan.run(src, dst, true);
+    // SAFETY: `run` wrote every byte of `dst` (the tasks cover it, each step zeroed before
+    // the quantizer fills it), and `MaybeUninit<u8>` has the layout of `u8`.
+    Ok(unsafe { &mut *(std::ptr::from_mut(dst) as *mut [u8]) })
+}
+
+/// A checked request: the quantizer, and how the weights are split into tasks.
+struct Plan<'a> {
+    run: RowQuantizer,
+    geometry: Geometry,
+    imatrix: Option<&'a [f32]>,
+    weights: usize,
+    threads: usize,
+    tasks: usize,
+    /// Weights per quantizer call for staged input: one row with an importance matrix.
+    step: usize,
+}
+
+impl<'a> Plan<'a> {
+    /// Check every length of a request for `dst_len` output bytes.
+    fn new(
+        ty: GgmlType,
+        src: Input<'_>,
+        n_per_row: usize,
+        dst_len: usize,
+        imatrix: Option<&'a [f32]>,
+        threads: Option<usize>,
+    ) -> Result<Self, QuantizeError> {
+        let row_bytes = row_size(ty, n_per_row)?;
+        let Some((run, _)) = quantizer(ty) else {
+            return Err(QuantizeError::UnsupportedType(ty));
+        };
+        if let Some(w) = imatrix {
+            if w.len() != n_per_row {
+                return Err(QuantizeError::ImatrixLength {
+                    ty,
+                    len: w.len(),
+                    n_per_row,
+                });
+            }
+        }
+        let weights = src.len();
+        if !weights.is_multiple_of(n_per_row) {
+            return Err(QuantizeError::PartialRow {
                 ty,
-                len: w.len(),
+                weights,
                 n_per_row,
             });
         }
-    }
-    let weights = src.len();
-    if !weights.is_multiple_of(n_per_row) {
-        return Err(QuantizeError::PartialRow {
-            ty,
-            weights,
-            n_per_row,
-        });
-    }
-    let rows = weights / n_per_row;
-    if rows.checked_mul(row_bytes) != Some(dst.len()) {
-        return Err(QuantizeError::OutputLength {
-            ty,
-            rows,
-            row_bytes,
-            dst_len: dst.len(),
-        });
-    }
-    if rows == 0 {
-        return Ok(());
-    }
-    let threads = threads.unwrap_or_else(default_threads).max(1);
-    let tasks = (weights / MIN_TASK_WEIGHTS).clamp(1, threads * 4);
-    let geometry = Geometry::of(ty);
-    // With an importance matrix a step is one row; otherwise a staging buffer's worth.
-    let step = if imatrix.is_some() {
-        n_per_row
-    } else {
-        STAGE_WEIGHTS
-    };
-    // Whole steps per task, so that tasks split rows only where blocks are independent.
-    let task_weights = weights.div_ceil(tasks).div_ceil(step) * step;
-    let task_bytes = geometry.bytes(task_weights);
-    let task = |(i, out): (usize, &mut [u8])| {
-        let start = i * task_weights;
-        let end = (start + task_weights).min(weights);
-        let span = Span {
+        let rows = weights / n_per_row;
+        if rows.checked_mul(row_bytes) != Some(dst_len) {
+            return Err(QuantizeError::OutputLength {
+                ty,
+                rows,
+                row_bytes,
+                dst_len,
+            });
+        }
+        let threads = threads.unwrap_or_else(default_threads).max(1);
+        Ok(Plan {
             run,
-            geometry,
-            step,
+            geometry: Geometry::of(ty),
             imatrix,
-        };
-        span.quantize(src.slice(start..end), out);
-    };
-    match (tasks > 1 && threads > 1).then(|| pool(threads)).flatten() {
-        Some(pool) => pool.install(|| dst.par_chunks_mut(task_bytes).enumerate().for_each(task)),
-        None => dst.chunks_mut(task_bytes).enumerate().for_each(task),
+            weights,
+            threads,
+            tasks: (weights / MIN_TASK_WEIGHTS).clamp(1, threads * 4),
+            step: if imatrix.is_some() {
+                n_per_row
+            } else {
+                STAGE_WEIGHTS
+            },
+        })
     }
-    Ok(())
+
+    /// Quantize `src` into `dst` (its checked length), zeroing each step first if `fresh`.
+    fn run(&self, src: Input<'_>, dst: &mut [MaybeUninit<u8>], fresh: bool) {
+        if self.weights == 0 {
+            return;
+        }
+        // Whole steps per task, so that tasks split rows only where blocks are independent.
+        let task_weights = self.weights.div_ceil(self.tasks).div_ceil(self.step) * self.step;
+        let task_bytes = self.geometry.bytes(task_weights);
+        let task = |(i, out): (usize, &mut [MaybeUninit<u8>])| {
+            let start = i * task_weights;
+            let end = (start + task_weights).min(self.weights);
+            let span = Span {
+                run: self.run,
+                geometry: self.geometry,
+                step: self.step,
+                imatrix: self.imatrix,
+                fresh,
+            };
+            span.quantize(src.slice(start..end), out);
+        };
+        let tasks = dst.par_chunks_mut(task_bytes).enumerate();
+        match (self.tasks > 1 && self.threads > 1)
+            .then(|| pool(self.threads))
+            .flatten()
+        {
+            Some(pool) => pool.install(|| tasks.for_each(task)),
+            None => dst.chunks_mut(task_bytes).enumerate().for_each(task),
+        }
+    }
 }
 
 /// Weights and bytes per block of a type.
@@ -343,14 +411,16 @@ struct Span<'a> {
     /// Weights per quantizer call for staged input: one row with an importance matrix.
     step: usize,
     imatrix: Option<&'a [f32]>,
+    /// Whether the output may be uninitialized, and so is zeroed a step at a time.
+    fresh: bool,
 }
 
 impl Span<'_> {
     /// Quantize `src` into `dst` on this thread.
-    fn quantize(&self, src: Input<'_>, dst: &mut [u8]) {
-        if let (Input::F32(x), None) = (src, self.imatrix) {
+    fn quantize(&self, src: Input<'_>, dst: &mut [MaybeUninit<u8>]) {
+        if let (Input::F32(x), None, false) = (src, self.imatrix, self.fresh) {
             // f32 without an importance matrix: no staging, and blocks are independent.
-            (self.run)(x, dst, None);
+            (self.run)(x, initialized(dst, false), None);
             return;
         }
         let mut small = [0.0f32; STAGE_WEIGHTS];
@@ -366,9 +436,26 @@ impl Span<'_> {
         let steps = (0..src.len()).step_by(self.step);
         for (start, out) in steps.zip(dst.chunks_mut(self.geometry.bytes(self.step))) {
             let part = src.slice(start..(start + self.step).min(src.len()));
-            (self.run)(part.widen(stage), out, self.imatrix);
+            (self.run)(
+                part.widen(stage),
+                initialized(out, self.fresh),
+                self.imatrix,
+            );
         }
     }
+}
+
+/// `out` as bytes, zeroed first if it may be uninitialized (`fresh`).
+fn initialized(out: &mut [MaybeUninit<u8>], fresh: bool) -> &mut [u8] {
+    if fresh {
+        // SAFETY: writes `out.len()` bytes at the start of `out`, which it owns mutably.
+        // (A memset: `fill` on `MaybeUninit` is compiled byte by byte.)
+        unsafe { std::ptr::write_bytes(out.as_mut_ptr(), 0, out.len()) };
+    }
+    // SAFETY: every byte of `out` is initialized: just zeroed if `fresh`, otherwise by the
+    // caller's guarantee ([`quantize`] takes `&mut [u8]`); `MaybeUninit<u8>` has the
+    // layout of `u8`.
+    unsafe { &mut *(std::ptr::from_mut(out) as *mut [u8]) }
 }
 
 #[cfg(test)]
@@ -410,6 +497,22 @@ mod tests {
         let mut out = vec![0xa5; rows * row_size(ty, n_per_row).unwrap()];
         quantize(ty, src, n_per_row, &mut out, imatrix, Some(threads)).unwrap();
         out
+    }
+
+    /// [`run`] through [`quantize_uninit`], into memory never written before.
+    fn run_uninit(
+        ty: GgmlType,
+        src: Input<'_>,
+        n_per_row: usize,
+        imatrix: Option<&[f32]>,
+        threads: usize,
+    ) -> Vec<u8> {
+        let len = src.len() / n_per_row * row_size(ty, n_per_row).unwrap();
+        let mut buffer = Vec::<u8>::with_capacity(len);
+        let dst = &mut buffer.spare_capacity_mut()[..len];
+        quantize_uninit(ty, src, n_per_row, dst, imatrix, Some(threads))
+            .unwrap()
+            .to_vec()
     }
 
     #[test]
@@ -525,6 +628,47 @@ mod tests {
     }
 
     #[test]
+    fn uninitialized_outputs_get_the_same_bytes() {
+        // Several tasks, rows that are not a whole number of staging steps, odd row count.
+        let n_per_row = 2560;
+        let rows = 2 * MIN_TASK_WEIGHTS / n_per_row + 3;
+        let x = weights(rows * n_per_row, 12);
+        let halves: Vec<u16> = x
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        let imatrix: Vec<f32> = weights(n_per_row, 13).iter().map(|v| v.abs()).collect();
+        for (ty, _, _) in supported() {
+            for imatrix in [None, Some(imatrix.as_slice())] {
+                let inputs = [
+                    ("f32", Input::F32(&x)),
+                    ("f16", Input::F16(&halves)),
+                    ("bf16", Input::BF16(&halves)),
+                ];
+                for (name, src) in inputs {
+                    let reference = run(ty, src, n_per_row, imatrix, 1);
+                    for threads in [1, 2, 3] {
+                        let fresh = run_uninit(ty, src, n_per_row, imatrix, threads);
+                        assert!(fresh == reference, "{ty}, {name}, {threads} threads");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refused_uninitialized_requests_write_nothing() {
+        let x = weights(512, 3);
+        let mut out = vec![MaybeUninit::new(7u8); 2 * 18 + 1];
+        let err = quantize_uninit(GgmlType::Q4_0, Input::F32(&x), 256, &mut out, None, None);
+        assert!(matches!(err, Err(QuantizeError::OutputLength { .. })));
+        // SAFETY: every element was initialized to 7 above.
+        assert!(out.iter().all(|b| unsafe { b.assume_init() } == 7));
+        let empty = quantize_uninit(GgmlType::Q4_0, Input::F32(&[]), 32, &mut [], None, None);
+        assert_eq!(empty, Ok(&mut [][..]));
+    }
+
+    #[test]
     fn rows_quantize_like_one_long_row_without_imatrix() {
         let x = weights(4 * 512, 2);
         for (ty, _, _) in supported() {
@@ -554,6 +698,7 @@ mod tests {
             let len = whole / block * size;
             let mut out = vec![0u8; len];
             prop_assert!(quantize(ty, Input::F32(&x), n_per_row, &mut out, imatrix, Some(2)).is_ok());
+            prop_assert_eq!(&run_uninit(ty, Input::F32(&x), n_per_row, imatrix, 2), &out);
             let halves: Vec<u16> = bits[..whole].iter().map(|&b| b as u16).collect();
             prop_assert!(quantize(ty, Input::BF16(&halves), n_per_row, &mut out, imatrix, None).is_ok());
             prop_assert!(quantize(ty, Input::F16(&halves), n_per_row, &mut out, imatrix, None).is_ok());
