@@ -712,3 +712,54 @@ mod tests {
         assert!(out[8..].iter().all(|&b| b == 0x88));
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod build_tests {
+    use super::*;
+    use crate::quant::dispatch::Isa;
+    use proptest::prelude::*;
+
+    type Row = fn(&[f32], &mut [u8], Option<&[f32]>);
+    type Build = unsafe fn(&[f32], &mut [u8], Option<&[f32]>);
+
+    proptest! {
+        #[test]
+        fn vector_builds_equal_the_portable_one(
+            mut x in proptest::collection::vec(-100.0f32..100.0, 2 * SUPER + 3 * GROUP),
+            special in proptest::collection::vec((0..2 * SUPER + 3 * GROUP, any::<u32>()), 0..4),
+            w in proptest::collection::vec(0.0f32..4.0, 2 * SUPER + 3 * GROUP),
+            weighted in any::<bool>(),
+        ) {
+            // A few weights of any bits: NaN, infinities, huge or tiny magnitudes.
+            for (i, bits) in special {
+                x[i] = f32::from_bits(bits);
+            }
+            let w = weighted.then_some(w.as_slice());
+            let builds: [(Row, Build, Build, usize, usize); 2] = [
+                (nl_row, nl_avx2, nl_avx512, GROUP, NL_SIZE),
+                (xs_row, xs_avx2, xs_avx512, SUPER, XS_SIZE),
+            ];
+            for (portable, avx2, avx512, block, size) in builds {
+                let blocks = x.len() / block;
+                let mut want = vec![0u8; blocks * size];
+                portable(&x, &mut want, w);
+                let check = |got: &[u8]| {
+                    prop_assert_eq!(got, &want[..]);
+                    Ok(())
+                };
+                if Isa::Avx2.is_available() {
+                    let mut got = vec![1u8; blocks * size];
+                    // SAFETY: AVX2 was just detected.
+                    unsafe { avx2(&x, &mut got, w) };
+                    check(&got)?;
+                }
+                if Isa::Avx512.is_available() {
+                    let mut got = vec![2u8; blocks * size];
+                    // SAFETY: AVX-512 F/BW/VL and AVX2 were just detected.
+                    unsafe { avx512(&x, &mut got, w) };
+                    check(&got)?;
+                }
+            }
+        }
+    }
+}
