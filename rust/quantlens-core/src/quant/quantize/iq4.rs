@@ -242,45 +242,76 @@ fn xs_row_reference(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
 /// Groups searched side by side.
 const LANES: usize = 8;
 
+/// Lowest whole number [`CANDIDATES`] covers: one below the first level.
+const FLOOR_MIN: i32 = KVALUES_IQ4NL[0] as i32 - 1;
+/// Highest whole number [`CANDIDATES`] covers: the last level.
+const FLOOR_MAX: i32 = KVALUES_IQ4NL[15] as i32;
+
+/// For each whole number `f` in `FLOOR_MIN..=FLOOR_MAX` (at `f - FLOOR_MIN`), the two
+/// levels [`best_index`] chooses between for any `x` with `floor(x) = f`, packed as
+/// `L[hi - 1] + 128 | (L[hi] + 128) << 8 | hi << 16`, where `hi` is the number of levels
+/// `<= f` (the same as `<= x`, the levels being whole) limited to `1..=15`.
+const CANDIDATES: [u32; 256] = {
+    let mut out = [0u32; 256];
+    let mut f = FLOOR_MIN;
+    while f <= FLOOR_MAX {
+        let mut hi = 0;
+        while hi < 16 && KVALUES_IQ4NL[hi] as i32 <= f {
+            hi += 1;
+        }
+        let hi = if hi < 1 {
+            1
+        } else if hi > 15 {
+            15
+        } else {
+            hi
+        };
+        let lower = (KVALUES_IQ4NL[hi - 1] as i32 + 128) as u32;
+        let upper = (KVALUES_IQ4NL[hi] as i32 + 128) as u32;
+        out[(f - FLOOR_MIN) as usize] = lower | upper << 8 | (hi as u32) << 16;
+        f += 1;
+    }
+    out
+};
+
 /// [`best_index`] for every lane without a branch: the nearest level and its index.
 ///
-/// Inside the range of the levels, `hi` is the number of levels `<= v` and the answer is
-/// `hi - 1` or `hi` by the reference's own comparison. Counting `!(v < L[k])` over the
-/// inner levels only and starting from 1 clamps `hi` to `1..=15`, which also gives the
-/// reference's answers outside the range: 0 below the first level (where `v - L[0] < L[1]
-/// - v` holds), 15 above the last and for NaN (where the comparison fails).
+/// Below the first level every `x` has the candidates of `FLOOR_MIN` and is nearer the
+/// first; at or above the last, and for NaN, it has those of `FLOOR_MAX` and the
+/// comparison fails, as in the reference. In between, `floor(x)` finds `hi`, then the
+/// reference's own comparison decides.
 #[allow(
     clippy::inline_always,
     reason = "inlined into each build so it is compiled for its instruction set"
 )]
 #[inline(always)]
 fn nearest_levels<const G: usize>(v: &[f32; G]) -> ([f32; G], [i32; G]) {
-    let mut lower = [LEVELS[0]; G];
-    let mut upper = [LEVELS[15]; G];
-    let mut hi = [1i32; G];
-    for k in 1..15 {
-        for g in 0..G {
-            let at_or_above = !(v[g] < LEVELS[k]);
-            lower[g] = if at_or_above { LEVELS[k] } else { lower[g] };
-            hi[g] += i32::from(at_or_above);
-        }
-    }
-    for k in (1..15).rev() {
-        for g in 0..G {
-            upper[g] = if v[g] < LEVELS[k] {
-                LEVELS[k]
-            } else {
-                upper[g]
-            };
-        }
-    }
     let mut level = [0.0f32; G];
+    let mut index = [0i32; G];
     for g in 0..G {
-        let take_lower = v[g] - lower[g] < upper[g] - v[g];
-        level[g] = if take_lower { lower[g] } else { upper[g] };
-        hi[g] -= i32::from(take_lower);
+        let x = v[g];
+        // Into `FLOOR_MIN..=FLOOR_MAX`; NaN fails both tests and ends at the top.
+        let low = if x < FLOOR_MIN as f32 {
+            FLOOR_MIN as f32
+        } else {
+            x
+        };
+        let c = if low < FLOOR_MAX as f32 {
+            low
+        } else {
+            FLOOR_MAX as f32
+        };
+        // SAFETY: `c` is a number in `FLOOR_MIN..=FLOOR_MAX`, well inside the i32 range.
+        let t: i32 = unsafe { c.to_int_unchecked() };
+        let floor = t - i32::from(c < t as f32);
+        let packed = CANDIDATES[((floor - FLOOR_MIN) & 0xff) as usize];
+        let lower = ((packed & 0xff) as i32 - 128) as f32;
+        let upper = ((packed >> 8 & 0xff) as i32 - 128) as f32;
+        let take_lower = x - lower < upper - x;
+        level[g] = if take_lower { lower } else { upper };
+        index[g] = (packed >> 16) as i32 - i32::from(take_lower);
     }
-    (level, hi)
+    (level, index)
 }
 
 /// [`fit`] of every group for its inverse scale `id`.
@@ -579,7 +610,17 @@ mod tests {
     fn edge_values() -> Vec<f32> {
         let mut centres: Vec<f32> = LEVELS.to_vec();
         centres.extend(LEVELS.windows(2).map(|p| (p[0] + p[1]) / 2.0));
-        centres.extend([0.0, 1e-30, 1e30, 1e38]);
+        // The ends of the candidate table, and whole numbers, where the floor changes.
+        centres.extend([
+            FLOOR_MIN as f32,
+            FLOOR_MAX as f32,
+            0.0,
+            0.5,
+            1e-30,
+            1e30,
+            1e38,
+        ]);
+        centres.extend((-130..=130).map(|i| i as f32));
         let mut out = vec![
             f32::NAN,
             -f32::NAN,
@@ -623,6 +664,14 @@ mod tests {
             let (_, index) = nearest_levels(&[x]);
             assert_eq!(index[0], best_index(x) as i32, "{x}");
             x += 0.25;
+        }
+        // Floats of every exponent, both signs.
+        for bits in (0..=u32::MAX).step_by(4093) {
+            let x = f32::from_bits(bits);
+            let (level, index) = nearest_levels(&[x]);
+            let want = best_index(x);
+            assert_eq!(index[0], want as i32, "{x:e}");
+            assert_eq!(level[0].to_bits(), LEVELS[want].to_bits(), "{x:e}");
         }
     }
 
