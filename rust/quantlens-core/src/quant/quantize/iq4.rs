@@ -10,8 +10,8 @@
 //! mean square of the super-block.
 //!
 //! Sixteen trials of 32 nearest-level lookups per group make this the costliest search of
-//! all the quantizers, so it runs for eight groups at once (the eight of an `IQ4_XS`
-//! super-block, or eight `IQ4_NL` blocks) in vector lanes, with a branch-free lookup, and
+//! all the quantizers, so it runs for sixteen groups at once (those of two `IQ4_XS`
+//! super-blocks, or sixteen `IQ4_NL` blocks) in vector lanes, with a branch-free lookup, and
 //! compiles for AVX-512, AVX2 and portable code (see `super::lanes`). The one-group code
 //! it replaces stays as the reference it is tested against, and for `IQ4_NL` blocks that
 //! an importance matrix shorter than the row covers only in part.
@@ -182,7 +182,7 @@ fn nl_row_reference(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
 /// super-block from its group scales; returns the inverse scale each group's values are
 /// quantized with.
 #[inline]
-fn finish_xs(scales: &[f32; SUPER / GROUP], block: &mut [u8]) -> [f32; SUPER / GROUP] {
+fn finish_xs(scales: &[f32], block: &mut [u8]) -> [f32; SUPER / GROUP] {
     let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
     for &scale in scales {
         if scale.abs() > amax_scale {
@@ -242,12 +242,14 @@ fn xs_row_reference(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
 
 // ------------------------------------------------------------------------------- lanes
 //
-// The searches of eight groups side by side: values transposed to `x[i][g]` (see
+// The searches of sixteen groups side by side: values transposed to `x[i][g]` (see
 // `super::lanes`), every step a loop over the groups, every branch of the reference a
 // per-group selection. Each group sees the f32 operations of the reference, in its order.
 
-/// Groups searched side by side.
-const LANES: usize = 8;
+/// Groups searched side by side: a 512-bit vector of f32, two of 256 bits.
+const LANES: usize = 16;
+/// `IQ4_XS` super-blocks searched side by side.
+const XS_STEP: usize = LANES * GROUP / SUPER;
 
 /// Lowest whole number [`CANDIDATES`] covers: one below the first level.
 const FLOOR_MIN: i32 = KVALUES_IQ4NL[0] as i32 - 1;
@@ -485,30 +487,48 @@ fn nl_blocks(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
     }
 }
 
-/// One `IQ4_XS` super-block, its eight groups side by side.
+/// One or two (up to [`XS_STEP`]) `IQ4_XS` super-blocks, their groups side by side (`x`
+/// their weights, `qw` the importance weights of the same, `out` their bytes); a missing
+/// second one is searched as zeros and dropped.
 #[allow(
     clippy::inline_always,
     reason = "inlined into each build so it is compiled for its instruction set"
 )]
 #[inline(always)]
-fn xs_block(x: &[f32], qw: Option<&[f32]>, block: &mut [u8]) {
+fn xs_blocks(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
+    const PER_BLOCK: usize = SUPER / GROUP;
     let xt = transpose::<LANES, GROUP>(x);
     let weight = match qw {
         Some(qw) => {
-            let s2 = sigma2(x);
-            weights_lanes(&xt, Some(&transpose::<LANES, GROUP>(qw)), &[s2; LANES])
+            let mut s2 = [0.0f32; LANES];
+            for (lanes, xb) in s2.chunks_exact_mut(PER_BLOCK).zip(x.chunks_exact(SUPER)) {
+                lanes.fill(sigma2(xb));
+            }
+            weights_lanes(&xt, Some(&transpose::<LANES, GROUP>(qw)), &s2)
         }
         None => weights_lanes(&xt, None, &[0.0; LANES]),
     };
     let scales = group_scales(&xt, &weight);
-    let inverse = finish_xs(&scales, block);
-    let mut levels = [0u8; SUPER];
-    assign_lanes(&xt, &inverse, &mut levels);
-    for (group, qs) in levels
-        .chunks_exact(GROUP)
-        .zip(block[8..].chunks_exact_mut(16))
+    let mut inverse = [0.0f32; LANES];
+    for ((block, scales), inverse) in out
+        .chunks_exact_mut(XS_SIZE)
+        .zip(scales.chunks_exact(PER_BLOCK))
+        .zip(inverse.chunks_exact_mut(PER_BLOCK))
     {
-        pack_group(group, qs);
+        inverse.copy_from_slice(&finish_xs(scales, block));
+    }
+    let mut levels = [0u8; LANES * GROUP];
+    assign_lanes(&xt, &inverse, &mut levels);
+    for (block, levels) in out
+        .chunks_exact_mut(XS_SIZE)
+        .zip(levels.chunks_exact(SUPER))
+    {
+        for (group, qs) in levels
+            .chunks_exact(GROUP)
+            .zip(block[8..].chunks_exact_mut(16))
+        {
+            pack_group(group, qs);
+        }
     }
 }
 
@@ -570,13 +590,30 @@ row_builds!(
 )]
 #[inline(always)]
 fn xs_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
-    for (ibl, (x, block)) in src
-        .chunks_exact(SUPER)
-        .zip(dst.chunks_exact_mut(XS_SIZE))
-        .enumerate()
-    {
-        let qw = imatrix.and_then(|w| w.get(ibl * SUPER..(ibl + 1) * SUPER));
-        xs_block(x, qw, block);
+    let blocks = (src.len() / SUPER).min(dst.len() / XS_SIZE);
+    let mut first = 0;
+    while first < blocks {
+        let end = (first + XS_STEP).min(blocks);
+        let x = &src[first * SUPER..end * SUPER];
+        let out = &mut dst[first * XS_SIZE..end * XS_SIZE];
+        match imatrix.map(|w| w.get(first * SUPER..end * SUPER)) {
+            None => xs_blocks(x, None, out),
+            Some(Some(qw)) => xs_blocks(x, Some(qw), out),
+            // An importance matrix shorter than the row weights only the super-blocks
+            // it covers.
+            Some(None) => {
+                for (ibl, (xb, block)) in x
+                    .chunks_exact(SUPER)
+                    .zip(out.chunks_exact_mut(XS_SIZE))
+                    .enumerate()
+                {
+                    let at = (first + ibl) * SUPER;
+                    let qw = imatrix.and_then(|w| w.get(at..at + SUPER));
+                    xs_blocks(xb, qw, block);
+                }
+            }
+        }
+        first = end;
     }
 }
 
@@ -708,7 +745,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn nearest_levels_equal_best_index(bits in proptest::array::uniform8(any::<u32>())) {
+        fn nearest_levels_equal_best_index(bits in proptest::array::uniform16(any::<u32>())) {
             let v = bits.map(f32::from_bits);
             let (level, index) = nearest_levels(&v);
             for g in 0..LANES {
@@ -720,7 +757,7 @@ mod tests {
 
         #[test]
         fn nl_lanes_equal_the_reference(
-            (x, w) in (1usize..=20).prop_flat_map(|blocks| row_and_imatrix(blocks * GROUP)),
+            (x, w) in (1usize..=40).prop_flat_map(|blocks| row_and_imatrix(blocks * GROUP)),
         ) {
             let blocks = x.len() / GROUP;
             let mut want = vec![0u8; blocks * NL_SIZE];
@@ -732,7 +769,7 @@ mod tests {
 
         #[test]
         fn xs_lanes_equal_the_reference(
-            (x, w) in (1usize..=3).prop_flat_map(|blocks| row_and_imatrix(blocks * SUPER)),
+            (x, w) in (1usize..=5).prop_flat_map(|blocks| row_and_imatrix(blocks * SUPER)),
         ) {
             let blocks = x.len() / SUPER;
             let mut want = vec![0u8; blocks * XS_SIZE];
@@ -781,9 +818,9 @@ mod build_tests {
     proptest! {
         #[test]
         fn vector_builds_equal_the_portable_one(
-            mut x in proptest::collection::vec(-100.0f32..100.0, 2 * SUPER + 3 * GROUP),
-            special in proptest::collection::vec((0..2 * SUPER + 3 * GROUP, any::<u32>()), 0..4),
-            w in proptest::collection::vec(0.0f32..4.0, 2 * SUPER + 3 * GROUP),
+            mut x in proptest::collection::vec(-100.0f32..100.0, 3 * SUPER + 3 * GROUP),
+            special in proptest::collection::vec((0..3 * SUPER + 3 * GROUP, any::<u32>()), 0..4),
+            w in proptest::collection::vec(0.0f32..4.0, 3 * SUPER + 3 * GROUP),
             weighted in any::<bool>(),
         ) {
             // A few weights of any bits: NaN, infinities, huge or tiny magnitudes.
