@@ -14,8 +14,8 @@
 //! allocates; bytes that derive from a NaN follow the policy in [`super::search`].
 
 use super::lanes::{
-    self, affine_search, q3_search, row_builds, transpose, untranspose_levels, zip_map, Lanes,
-    TrialLevel,
+    self, affine_search, q3_search, qx_search, row_builds, transpose, untranspose_levels, zip_map,
+    Lanes, TrialLevel,
 };
 use super::search::{
     f16_bits, make_qp_quants, make_qx_quants, nearest_int, AffineSearch, GROUP_MAX_EPS,
@@ -36,36 +36,10 @@ fn put_f16(out: &mut [u8], at: usize, bits: u16) {
     out[at..at + 2].copy_from_slice(&bits.to_le_bytes());
 }
 
-/// Calls `quantize_block` on each super-block of the row, with its weights when given.
-#[inline]
-fn for_each_block(
-    src: &[f32],
-    dst: &mut [u8],
-    imatrix: Option<&[f32]>,
-    size: usize,
-    mut quantize_block: impl FnMut(&[f32], Option<&[f32]>, &mut [u8]),
-) {
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(size));
-    match imatrix {
-        None => blocks.for_each(|(x, out)| quantize_block(x, None, out)),
-        Some(w) => blocks
-            .zip(w.chunks_exact(QK_K))
-            .for_each(|((x, out), w)| quantize_block(x, Some(w), out)),
-    }
-}
-
 /// `Σ x²` of a block, summed in order.
 #[inline]
 fn sum_squares(x: &[f32]) -> f32 {
     x.iter().fold(0.0f32, |s, &v| s + v * v)
-}
-
-/// The importance weights `qw · sqrt(sigma2 + x²)` of one sub-block, and their sum.
-#[inline]
-fn importance<const N: usize>(x: &[f32], qw: &[f32], sigma2: f32) -> ([f32; N], f32) {
-    let w: [f32; N] = std::array::from_fn(|l| qw[l] * (sigma2 + x[l] * x[l]).sqrt());
-    let sum = w.iter().fold(0.0f32, |s, &v| s + v);
-    (w, sum)
 }
 
 /// The values of `G` groups of `N` transposed, their importance weights
@@ -321,12 +295,6 @@ fn finish_q3_k(x: &[f32], levels: &mut [u8; QK_K], scales: &[u8; 12], d: u16, ou
     put_f16(out, q3_k::D, d);
 }
 
-/// Signed levels biased by their `nmax` as unsigned bytes.
-#[inline]
-fn as_unsigned(levels: &[i8; QK_K]) -> [u8; QK_K] {
-    levels.map(|l| l as u8)
-}
-
 #[allow(
     clippy::inline_always,
     reason = "inlined into each build so it is compiled for its instruction set"
@@ -357,22 +325,24 @@ fn q3_k_block_ref(x: &[f32], out: &mut [u8]) {
     finish_q3_k(x, &mut levels, &packed, d, out);
 }
 
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn q3_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
-    let mut levels = [0i8; QK_K];
-    let (mut scales, mut sw) = ([0.0f32; 16], [0.0f32; 16]);
     let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
-    for j in 0..16 {
-        let xs = &x[16 * j..16 * j + 16];
-        let (weights, sum) = importance::<16>(xs, &qw[16 * j..], sigma2);
-        sw[j] = sum;
-        scales[j] = make_qx_quants(xs, 4, &mut levels[16 * j..], 1, Some(&weights));
-    }
+    let (xt, weights, sw) = importance_lanes::<16, 16>(x, qw, sigma2);
+    let mut lanes = [[0i32; 16]; 16];
+    let scales = qx_search(&xt, &weights, 4, &mut lanes);
+    let mut levels = [0u8; QK_K];
+    untranspose_levels(&lanes, &mut levels);
     let mut ls = [0i8; 16];
     let d_block = make_qx_quants(&scales, 32, &mut ls, 1, Some(&sw));
     let biased: [i32; 16] = ls.map(i32::from);
     finish_q3_k(
         x,
-        &mut as_unsigned(&levels),
+        &mut levels,
         &pack_q3_k_scales(&biased),
         f16_bits(d_block),
         out,
@@ -661,22 +631,58 @@ fn q5_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
 
 // ---------------------------------------------------------------------------------- Q6_K
 
-/// Quantizes one row to `Q6_K` (ggml's `quantize_row_q6_K_ref`, or `quantize_row_q6_K_impl`
-/// with an importance matrix, which only weights the per-16 scale search).
-pub fn quantize_row_q6_k(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
-    for_each_block(src, dst, imatrix, q6_k::SIZE, q6_k_block);
+row_builds!(
+    /// Quantizes one row to `Q6_K` (ggml's `quantize_row_q6_K_ref`, or
+    /// `quantize_row_q6_K_impl` with an importance matrix, which only weights the per-16
+    /// scale search).
+    pub quantize_row_q6_k,
+    q6_k_row,
+    q6_k_avx2,
+    q6_k_avx512
+);
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q6_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q6_k::SIZE));
+    match imatrix {
+        None => {
+            for (x, out) in blocks {
+                q6_k_block(x, None, out);
+            }
+        }
+        Some(w) => {
+            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
+                q6_k_block(x, Some(w), out);
+            }
+        }
+    }
 }
 
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
 fn q6_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
-    let mut levels = [0i8; QK_K];
-    let mut scales = [0.0f32; 16];
+    let xt = transpose::<16, 16>(x);
+    // ggml's implicit weights are `x²`; an importance matrix is used as it is.
+    let weights = match qw {
+        Some(qw) => transpose::<16, 16>(qw),
+        None => xt.map(|row| row.map(|v| v * v)),
+    };
+    let mut lanes = [[0i32; 16]; 16];
+    let scales = qx_search(&xt, &weights, 32, &mut lanes);
+    let mut levels = [0u8; QK_K];
+    untranspose_levels(&lanes, &mut levels);
     let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-    for (ib, s) in scales.iter_mut().enumerate() {
-        let w = qw.map(|w| &w[16 * ib..16 * ib + 16]);
-        *s = make_qx_quants(&x[16 * ib..16 * ib + 16], 32, &mut levels[16 * ib..], 1, w);
+    for &s in &scales {
         if s.abs() > max_abs_scale {
             max_abs_scale = s.abs();
-            max_scale = *s;
+            max_scale = s;
         }
     }
     if max_abs_scale < GROUP_MAX_EPS {
@@ -693,12 +699,11 @@ fn q6_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
             continue;
         }
         for (l, &xi) in levels[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..]) {
-            *l = (nearest_int(xi / dl).clamp(-32, 31) + 32) as i8;
+            *l = (nearest_int(xi / dl).clamp(-32, 31) + 32) as u8;
         }
     }
     // Each 128 values fill 64 ql bytes and 32 qh bytes: values l, l+32, l+64, l+96 share
     // qh[l]; their low nibbles go to ql[l] (l, l+64) and ql[l+32] (l+32, l+96).
-    let levels = as_unsigned(&levels);
     let (ql, rest) = out[q6_k::QL..].split_at_mut(128);
     let qh = &mut rest[..64];
     for ((chunk, ql), qh) in levels
@@ -743,9 +748,10 @@ mod tests {
             for (i, bits) in special {
                 x[i] = f32::from_bits(bits);
             }
-            let builds: [(Row, Build, Build, usize); 4] = [
+            let builds: [(Row, Build, Build, usize); 5] = [
                 (q2_k_row, q2_k_avx2, q2_k_avx512, q2_k::SIZE),
                 (q3_k_row, q3_k_avx2, q3_k_avx512, q3_k::SIZE),
+                (q6_k_row, q6_k_avx2, q6_k_avx512, q6_k::SIZE),
                 (q4_k_row, q4_k_avx2, q4_k_avx512, q4_k::SIZE),
                 (q5_k_row, q5_k_avx2, q5_k_avx512, q5_k::SIZE),
             ];

@@ -225,6 +225,98 @@ pub(super) fn affine_search<const G: usize, const N: usize>(
     (scale, min.map(|m| -m))
 }
 
+/// `make_qx_quants` with `rmse_type` 1 and explicit weights `w` (for ggml's implicit
+/// weights, pass `x²`) for `G` groups of `N` values at once: each group's symmetric scale,
+/// and its levels in `0..2·nmax` (biased by `nmax`, transposed like `x`) in `levels`.
+/// The 18 trial scales are tried in ggml's order; a group keeps the levels of the last
+/// trial that improved its fit.
+#[allow(
+    clippy::inline_always,
+    clippy::float_cmp,
+    reason = "inlined into each build so it is compiled for its instruction set; ggml \
+              tests the sum of squares for exactly zero"
+)]
+#[inline(always)]
+pub(super) fn qx_search<const G: usize, const N: usize>(
+    x: &Lanes<G, N>,
+    w: &Lanes<G, N>,
+    nmax: i32,
+    levels: &mut [[i32; G]; N],
+) -> [f32; G] {
+    let nmax_f = nmax as f32;
+    let level = |v: f32, iscale: f32| nearest_int(iscale * v).min(nmax - 1).max(-nmax);
+    // The first value of largest magnitude, as `signed_abs_max` picks it.
+    let (mut amax, mut max) = ([0.0f32; G], [0.0f32; G]);
+    for xr in x {
+        for g in 0..G {
+            let a = xr[g].abs();
+            let larger = a > amax[g];
+            amax[g] = if larger { a } else { amax[g] };
+            max[g] = if larger { xr[g] } else { max[g] };
+        }
+    }
+    let mut best_iscale = [0.0f32; G];
+    for g in 0..G {
+        best_iscale[g] = -nmax_f / max[g];
+    }
+    let (mut sumlx, mut suml2) = ([0.0f32; G], [0.0f32; G]);
+    for (xr, wr) in x.iter().zip(w) {
+        for g in 0..G {
+            let l = level(xr[g], best_iscale[g]) as f32;
+            sumlx[g] += wr[g] * xr[g] * l;
+            suml2[g] += wr[g] * l * l;
+        }
+    }
+    let mut scale = [0.0f32; G];
+    let mut best = [0.0f32; G];
+    for g in 0..G {
+        scale[g] = if suml2[g] == 0.0 {
+            0.0
+        } else {
+            sumlx[g] / suml2[g]
+        };
+        best[g] = scale[g] * sumlx[g];
+    }
+    for is in (-9..=9).filter(|&is| is != 0) {
+        let mut iscale = [0.0f32; G];
+        for g in 0..G {
+            iscale[g] = -(nmax_f + 0.1 * is as f32) / max[g];
+        }
+        let (mut lx, mut l2) = ([0.0f32; G], [0.0f32; G]);
+        for (xr, wr) in x.iter().zip(w) {
+            for g in 0..G {
+                let l = level(xr[g], iscale[g]) as f32;
+                lx[g] += wr[g] * xr[g] * l;
+                l2[g] += wr[g] * l * l;
+            }
+        }
+        for g in 0..G {
+            let better = l2[g] > 0.0 && lx[g] * lx[g] > best[g] * l2[g];
+            let this_scale = lx[g] / l2[g];
+            scale[g] = if better { this_scale } else { scale[g] };
+            best[g] = if better { this_scale * lx[g] } else { best[g] };
+            best_iscale[g] = if better { iscale[g] } else { best_iscale[g] };
+        }
+    }
+    for (lr, xr) in levels.iter_mut().zip(x) {
+        for g in 0..G {
+            let flat = amax[g] < GROUP_MAX_EPS;
+            lr[g] = if flat {
+                0
+            } else {
+                nmax + level(xr[g], best_iscale[g])
+            };
+        }
+    }
+    std::array::from_fn(|g| {
+        if amax[g] < GROUP_MAX_EPS {
+            0.0
+        } else {
+            scale[g]
+        }
+    })
+}
+
 /// `make_q3_quants` with `do_rmse` for `G` groups of `N` values at once: each group's
 /// symmetric scale, its levels (biased by `nmax`, transposed like `x`) in `levels`.
 /// A group stops after its first pass that changes no level, as in ggml; the others go on.
@@ -378,7 +470,9 @@ pub(super) use row_builds;
 
 #[cfg(test)]
 mod tests {
-    use super::super::search::{make_q3_quants, make_qkx2_quants, make_qkx3_quants};
+    use super::super::search::{
+        make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qx_quants,
+    };
     use super::*;
     use proptest::prelude::*;
 
@@ -432,6 +526,38 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn qx_lanes_equal_the_scalar_search(
+            x in proptest::collection::vec(any_value(), 64),
+            w in proptest::collection::vec(any_value(), 64),
+            explicit in any::<bool>(),
+            nmax in prop::sample::select(vec![4, 8, 16, 32]),
+        ) {
+            const G: usize = 4;
+            const N: usize = 16;
+            let w: Vec<f32> = if explicit {
+                w.iter().map(|v| v.abs()).collect()
+            } else {
+                x.iter().map(|v| v * v).collect()
+            };
+            let mut lanes = [[0i32; G]; N];
+            let scale = qx_search(&transpose::<G, N>(&x), &transpose::<G, N>(&w), nmax, &mut lanes);
+            let mut got = [0u8; G * N];
+            untranspose_levels(&lanes, &mut got);
+            for g in 0..G {
+                let xs = &x[g * N..(g + 1) * N];
+                let mut levels = [0i8; N];
+                let qw = explicit.then(|| &w[g * N..(g + 1) * N]);
+                let want = make_qx_quants(xs, nmax, &mut levels, 1, qw);
+                if xs.iter().chain(&w[g * N..(g + 1) * N]).all(|v| v.is_finite()) {
+                    prop_assert_eq!(scale[g].to_bits(), want.to_bits(), "group {}", g);
+                    prop_assert_eq!(&got[g * N..(g + 1) * N], &levels.map(|l| l as u8)[..]);
+                } else {
+                    prop_assert!(scale[g].to_bits() == want.to_bits() || scale[g].is_nan() && want.is_nan());
+                }
+            }
+        }
 
         #[test]
         fn q3_lanes_equal_the_scalar_search(x in proptest::collection::vec(any_value(), 64)) {

@@ -4,7 +4,7 @@
 //!
 //! Every value is weighted by `qw · sqrt(σ² + x²)`, `σ²` the mean square of the whole row;
 //! the symmetric types then search their scale with `make_qx_quants`, the offset types
-//! their scale and min with `make_qkx3_quants` (eight blocks at a time, in vector lanes). Without weights these types use ggml's
+//! their scale and min with `make_qkx3_quants`, eight blocks at a time in vector lanes. Without weights these types use ggml's
 //! plain reference quantizers instead, which live beside the other unweighted paths.
 //!
 //! Each function takes one row: `src` whole 32-value blocks, `dst` exactly their bytes,
@@ -12,8 +12,10 @@
 //! input is accepted and nothing panics or allocates; bytes that derive from a NaN follow
 //! the policy in [`super::search`].
 
-use super::lanes::{affine_search, row_builds, transpose, untranspose_levels, TrialLevel};
-use super::search::{f16_bits, make_qx_quants, AffineSearch};
+use super::lanes::{
+    affine_search, qx_search, row_builds, transpose, untranspose_levels, Lanes, TrialLevel,
+};
+use super::search::{f16_bits, AffineSearch};
 use crate::quant::blocks::{q4_0, q4_1, q5_0, q5_1};
 
 /// Values per block of every legacy type.
@@ -27,26 +29,6 @@ const fn search(nmax: i32) -> AffineSearch {
         rdelta: 0.05,
         nstep: 36,
         use_mad: false,
-    }
-}
-
-/// Calls `quantize_block` with each block, its weights `qw · sqrt(σ² + x²)` and its output.
-fn for_each_weighted_block(
-    src: &[f32],
-    dst: &mut [u8],
-    weights: &[f32],
-    size: usize,
-    mut quantize_block: impl FnMut(&[f32], &[f32; QK], &mut [u8]),
-) {
-    let sum_x2 = src.iter().fold(0.0f32, |s, &v| s + v * v);
-    let sigma2 = sum_x2 / src.len() as f32;
-    let blocks = src
-        .chunks_exact(QK)
-        .zip(weights.chunks_exact(QK))
-        .zip(dst.chunks_exact_mut(size));
-    for ((x, qw), out) in blocks {
-        let w: [f32; QK] = std::array::from_fn(|j| qw[j] * (sigma2 + x[j] * x[j]).sqrt());
-        quantize_block(x, &w, out);
     }
 }
 
@@ -67,39 +49,92 @@ fn fifth_bits(levels: &[u8; QK]) -> [u8; 4] {
     qh.to_le_bytes()
 }
 
-/// Symmetric levels biased by `nmax` (always in `0..2·nmax`) as unsigned bytes.
-fn unsigned_levels(x: &[f32], w: &[f32; QK], nmax: i32) -> (f32, [u8; QK]) {
-    let mut levels = [0i8; QK];
-    let d = make_qx_quants(x, nmax, &mut levels, 1, Some(w));
-    (d, levels.map(|l| l as u8))
-}
-
-/// `Q4_0` with an importance matrix (ggml's `quantize_row_q4_0_impl`).
-pub fn quantize_row_q4_0_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
-    for_each_weighted_block(src, dst, weights, q4_0::SIZE, |x, w, out| {
-        let (d, levels) = unsigned_levels(x, w, 8);
-        out[q4_0::D..q4_0::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
-        pack_nibbles(&levels, &mut out[q4_0::QS..]);
-    });
-}
-
-/// `Q5_0` with an importance matrix (ggml's `quantize_row_q5_0_impl`).
-pub fn quantize_row_q5_0_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
-    for_each_weighted_block(src, dst, weights, q5_0::SIZE, |x, w, out| {
-        let (d, levels) = unsigned_levels(x, w, 16);
-        out[q5_0::D..q5_0::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
-        out[q5_0::QH..q5_0::QH + 4].copy_from_slice(&fifth_bits(&levels));
-        pack_nibbles(&levels, &mut out[q5_0::QS..]);
-    });
-}
-
-/// Blocks whose affine searches run side by side (see [`super::lanes`]).
+/// Blocks whose scale searches run side by side (see [`super::lanes`]).
 const LANE_BLOCKS: usize = 8;
 
+/// `σ²` of a row: the mean square of its values, summed in order.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn row_sigma2(src: &[f32]) -> f32 {
+    let sum_x2 = src.iter().fold(0.0f32, |s, &v| s + v * v);
+    sum_x2 / src.len() as f32
+}
+
+/// Blocks `first..first + count` of a row (`count` at most [`LANE_BLOCKS`]) and their
+/// weights `qw · sqrt(σ² + x²)`, transposed into lanes; missing blocks are zero values of
+/// zero weight.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn weighted_lanes(
+    src: &[f32],
+    weights: &[f32],
+    sigma2: f32,
+    first: usize,
+    count: usize,
+) -> (Lanes<LANE_BLOCKS, QK>, Lanes<LANE_BLOCKS, QK>) {
+    let (mut x, mut w) = ([0.0f32; LANE_BLOCKS * QK], [0.0f32; LANE_BLOCKS * QK]);
+    let values = first * QK..(first + count) * QK;
+    x[..count * QK].copy_from_slice(&src[values.clone()]);
+    for ((w, &qw), &v) in w.iter_mut().zip(&weights[values]).zip(&x) {
+        *w = qw * (sigma2 + v * v).sqrt();
+    }
+    (
+        transpose::<LANE_BLOCKS, QK>(&x),
+        transpose::<LANE_BLOCKS, QK>(&w),
+    )
+}
+
+/// Whole blocks present in `src`, `weights` and `dst` alike.
+fn block_count(src: &[f32], weights: &[f32], dst: &[u8], size: usize) -> usize {
+    (src.len() / QK)
+        .min(weights.len() / QK)
+        .min(dst.len() / size)
+}
+
+/// Quantizes a row of a symmetric type: `write(d, levels, out)` stores each block from its
+/// scale and levels in `0..2·nmax`. The blocks are searched [`LANE_BLOCKS`] at a time; a
+/// last, partial group is padded with zero values of zero weight, whose results are
+/// dropped.
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn symmetric_row(
+    src: &[f32],
+    dst: &mut [u8],
+    weights: &[f32],
+    size: usize,
+    nmax: i32,
+    write: impl Fn(f32, &[u8; QK], &mut [u8]),
+) {
+    let sigma2 = row_sigma2(src);
+    let blocks = block_count(src, weights, dst, size);
+    for first in (0..blocks).step_by(LANE_BLOCKS) {
+        let count = (blocks - first).min(LANE_BLOCKS);
+        let (xt, wt) = weighted_lanes(src, weights, sigma2, first, count);
+        let mut lanes = [[0i32; LANE_BLOCKS]; QK];
+        let d = qx_search(&xt, &wt, nmax, &mut lanes);
+        let mut levels = [0u8; LANE_BLOCKS * QK];
+        untranspose_levels(&lanes, &mut levels);
+        let outs = dst[first * size..(first + count) * size].chunks_exact_mut(size);
+        for (b, out) in outs.enumerate() {
+            let mut block = [0u8; QK];
+            block.copy_from_slice(&levels[b * QK..(b + 1) * QK]);
+            write(d[b], &block, out);
+        }
+    }
+}
+
 /// Quantizes a row of an offset type: `write(d, m, levels, out)` stores each block from
-/// its scale, min (`x ≈ d·l + m`) and levels in `0..=nmax`. The blocks are searched
-/// [`LANE_BLOCKS`] at a time; a last, partial group is padded with zero values of zero
-/// weight, whose results are dropped.
+/// its scale, min (`x ≈ d·l + m`) and levels in `0..=nmax`, searched as in
+/// [`symmetric_row`].
 #[allow(
     clippy::inline_always,
     reason = "inlined into each build so it is compiled for its instruction set"
@@ -113,23 +148,11 @@ fn offset_row(
     nmax: i32,
     write: impl Fn(f32, f32, &[u8; QK], &mut [u8]),
 ) {
-    let sum_x2 = src.iter().fold(0.0f32, |s, &v| s + v * v);
-    let sigma2 = sum_x2 / src.len() as f32;
-    let blocks = (src.len() / QK)
-        .min(weights.len() / QK)
-        .min(dst.len() / size);
+    let sigma2 = row_sigma2(src);
+    let blocks = block_count(src, weights, dst, size);
     for first in (0..blocks).step_by(LANE_BLOCKS) {
         let count = (blocks - first).min(LANE_BLOCKS);
-        let (mut x, mut w) = ([0.0f32; LANE_BLOCKS * QK], [0.0f32; LANE_BLOCKS * QK]);
-        let values = first * QK..(first + count) * QK;
-        x[..count * QK].copy_from_slice(&src[values.clone()]);
-        for ((w, &qw), &v) in w.iter_mut().zip(&weights[values]).zip(&x) {
-            *w = qw * (sigma2 + v * v).sqrt();
-        }
-        let (xt, wt) = (
-            transpose::<LANE_BLOCKS, QK>(&x),
-            transpose::<LANE_BLOCKS, QK>(&w),
-        );
+        let (xt, wt) = weighted_lanes(src, weights, sigma2, first, count);
         let mut lanes = [[0i32; LANE_BLOCKS]; QK];
         let (d, the_min) = affine_search(&xt, &wt, &mut lanes, search(nmax), TrialLevel::Qkx3);
         let mut levels = [0u8; LANE_BLOCKS * QK];
@@ -141,6 +164,54 @@ fn offset_row(
             write(d[b], -the_min[b], &block, out);
         }
     }
+}
+
+/// Stores a `Q4_0` block.
+fn write_q4_0(d: f32, levels: &[u8; QK], out: &mut [u8]) {
+    out[q4_0::D..q4_0::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    pack_nibbles(levels, &mut out[q4_0::QS..]);
+}
+
+/// Stores a `Q5_0` block.
+fn write_q5_0(d: f32, levels: &[u8; QK], out: &mut [u8]) {
+    out[q5_0::D..q5_0::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
+    out[q5_0::QH..q5_0::QH + 4].copy_from_slice(&fifth_bits(levels));
+    pack_nibbles(levels, &mut out[q5_0::QS..]);
+}
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q4_0_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+    if let Some(w) = weights {
+        symmetric_row(src, dst, w, q4_0::SIZE, 8, write_q4_0);
+    }
+}
+
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into each build so it is compiled for its instruction set"
+)]
+#[inline(always)]
+fn q5_0_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
+    if let Some(w) = weights {
+        symmetric_row(src, dst, w, q5_0::SIZE, 16, write_q5_0);
+    }
+}
+
+row_builds!(q4_0_dispatch, q4_0_row, q4_0_avx2, q4_0_avx512);
+row_builds!(q5_0_dispatch, q5_0_row, q5_0_avx2, q5_0_avx512);
+
+/// `Q4_0` with an importance matrix (ggml's `quantize_row_q4_0_impl`).
+pub fn quantize_row_q4_0_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
+    q4_0_dispatch(src, dst, Some(weights));
+}
+
+/// `Q5_0` with an importance matrix (ggml's `quantize_row_q5_0_impl`).
+pub fn quantize_row_q5_0_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
+    q5_0_dispatch(src, dst, Some(weights));
 }
 
 /// Stores a `Q4_1` block.
@@ -195,12 +266,32 @@ pub fn quantize_row_q5_1_imatrix(src: &[f32], dst: &mut [u8], weights: &[f32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::search::make_qkx3_quants;
+    use super::super::search::{make_qkx3_quants, make_qx_quants};
     use super::*;
     use proptest::prelude::*;
 
     type Writer = fn(f32, f32, &[u8; QK], &mut [u8]);
     type Pair = (Writer, usize, i32, fn(&[f32], &mut [u8], &[f32]));
+
+    /// Calls `quantize_block` with each block, its weights `qw · sqrt(σ² + x²)` and its output.
+    fn for_each_weighted_block(
+        src: &[f32],
+        dst: &mut [u8],
+        weights: &[f32],
+        size: usize,
+        mut quantize_block: impl FnMut(&[f32], &[f32; QK], &mut [u8]),
+    ) {
+        let sum_x2 = src.iter().fold(0.0f32, |s, &v| s + v * v);
+        let sigma2 = sum_x2 / src.len() as f32;
+        let blocks = src
+            .chunks_exact(QK)
+            .zip(weights.chunks_exact(QK))
+            .zip(dst.chunks_exact_mut(size));
+        for ((x, qw), out) in blocks {
+            let w: [f32; QK] = std::array::from_fn(|j| qw[j] * (sigma2 + x[j] * x[j]).sqrt());
+            quantize_block(x, &w, out);
+        }
+    }
 
     /// One block at a time through the scalar search: what the lanes must reproduce.
     fn one_by_one(src: &[f32], weights: &[f32], size: usize, nmax: i32, write: Writer) -> Vec<u8> {
@@ -213,7 +304,58 @@ mod tests {
         out
     }
 
+    type SymmetricWriter = fn(f32, &[u8; QK], &mut [u8]);
+    type SymmetricCase = (SymmetricWriter, usize, i32, fn(&[f32], &mut [u8], &[f32]));
+
+    /// The symmetric types one block at a time through the scalar search.
+    fn symmetric_one_by_one(
+        src: &[f32],
+        weights: &[f32],
+        size: usize,
+        nmax: i32,
+        write: SymmetricWriter,
+    ) -> Vec<u8> {
+        let mut out = vec![0u8; src.len() / QK * size];
+        for_each_weighted_block(src, &mut out, weights, size, |x, w, out| {
+            let mut levels = [0i8; QK];
+            let d = make_qx_quants(x, nmax, &mut levels, 1, Some(w));
+            write(d, &levels.map(|l| l as u8), out);
+        });
+        out
+    }
+
     proptest! {
+        #[test]
+        fn symmetric_lanes_equal_one_block_at_a_time(
+            blocks in 1usize..20,
+            seed in proptest::collection::vec(-8.0f32..8.0, 20 * QK),
+            qw in proptest::collection::vec(0.0f32..2.0, 20 * QK),
+        ) {
+            let (x, w) = (&seed[..blocks * QK], &qw[..blocks * QK]);
+            let cases: [SymmetricCase; 2] = [
+                (write_q4_0, q4_0::SIZE, 8, quantize_row_q4_0_imatrix),
+                (write_q5_0, q5_0::SIZE, 16, quantize_row_q5_0_imatrix),
+            ];
+            for (write, size, nmax, quantize) in cases {
+                let want = symmetric_one_by_one(x, w, size, nmax, write);
+                let mut got = vec![0xa5u8; want.len()];
+                quantize(x, &mut got, w);
+                prop_assert_eq!(&got, &want);
+                let mut portable = vec![0x5au8; want.len()];
+                if nmax == 8 { q4_0_row(x, &mut portable, Some(w)) } else { q5_0_row(x, &mut portable, Some(w)) }
+                prop_assert_eq!(&portable, &want);
+                #[cfg(target_arch = "x86_64")]
+                if crate::quant::dispatch::Isa::Avx2.is_available() {
+                    let mut avx2 = vec![0x3cu8; want.len()];
+                    // SAFETY: AVX2 was just detected.
+                    unsafe {
+                        if nmax == 8 { q4_0_avx2(x, &mut avx2, Some(w)) } else { q5_0_avx2(x, &mut avx2, Some(w)) }
+                    }
+                    prop_assert_eq!(&avx2, &want);
+                }
+            }
+        }
+
         #[test]
         fn lanes_equal_one_block_at_a_time(
             blocks in 1usize..20,
