@@ -16,6 +16,12 @@
 //! it replaces stays as the reference it is tested against, and for `IQ4_NL` blocks that
 //! an importance matrix shorter than the row covers only in part.
 
+#![allow(
+    clippy::inline_always,
+    reason = "the kernels here are inlined into each instruction-set build of their callers, \
+              so that they are compiled for it"
+)]
+
 use super::lanes::{self, row_builds, transpose, untranspose_levels, Lanes};
 use super::rounding::{fp16_bytes, nearest_int};
 use crate::quant::scalar::iq_grids::KVALUES_IQ4NL;
@@ -289,10 +295,6 @@ const CANDIDATES: [u32; 256] = {
 /// first; at or above the last, and for NaN, it has those of `FLOOR_MAX` and the
 /// comparison fails, as in the reference. In between, `floor(x)` finds `hi`, then the
 /// reference's own comparison decides.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn nearest_levels<const G: usize>(v: &[f32; G]) -> ([f32; G], [i32; G]) {
     let mut level = [0.0f32; G];
@@ -324,10 +326,6 @@ fn nearest_levels<const G: usize>(v: &[f32; G]) -> ([f32; G], [i32; G]) {
 }
 
 /// [`fit`] of every group for its inverse scale `id`.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn fit_lanes<const G: usize>(
     x: &Lanes<G, GROUP>,
@@ -350,10 +348,6 @@ fn fit_lanes<const G: usize>(
 }
 
 /// [`group_scale`] of every group.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn group_scales<const G: usize>(x: &Lanes<G, GROUP>, weight: &Lanes<G, GROUP>) -> [f32; G] {
     let (mut amax, mut max) = ([0.0f32; G], [0.0f32; G]);
@@ -401,10 +395,6 @@ fn group_scales<const G: usize>(x: &Lanes<G, GROUP>, weight: &Lanes<G, GROUP>) -
 
 /// [`group_weights`] of every group: `x²`, or `qw · sqrt(σ² + x²)` with group `g`'s
 /// `sigma2[g]`.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn weights_lanes<const G: usize>(
     x: &Lanes<G, GROUP>,
@@ -433,10 +423,6 @@ fn weights_lanes<const G: usize>(
 
 /// [`assign`] for every group with its inverse scale `id[g]`, then the level indices of
 /// group `g` at `levels[32·g..32·(g + 1)]`.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn assign_lanes<const G: usize>(x: &Lanes<G, GROUP>, id: &[f32; G], levels: &mut [u8]) {
     let mut index = [[0i32; G]; GROUP];
@@ -452,10 +438,6 @@ fn assign_lanes<const G: usize>(x: &Lanes<G, GROUP>, id: &[f32; G], levels: &mut
 
 /// Up to [`LANES`] `IQ4_NL` blocks at once (`x` their weights, `qw` the importance weights
 /// of the same, `out` their bytes); missing groups are searched as zeros and dropped.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn nl_blocks(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
     let xt = transpose::<LANES, GROUP>(x);
@@ -490,10 +472,6 @@ fn nl_blocks(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
 /// One or two (up to [`XS_STEP`]) `IQ4_XS` super-blocks, their groups side by side (`x`
 /// their weights, `qw` the importance weights of the same, `out` their bytes); a missing
 /// second one is searched as zeros and dropped.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn xs_blocks(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
     const PER_BLOCK: usize = SUPER / GROUP;
@@ -541,10 +519,6 @@ row_builds!(
     nl_avx512
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn nl_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
     let blocks = (src.len() / GROUP).min(dst.len() / NL_SIZE);
@@ -584,10 +558,6 @@ row_builds!(
     xs_avx512
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn xs_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
     let blocks = (src.len() / SUPER).min(dst.len() / XS_SIZE);

@@ -13,6 +13,12 @@
 //! (the callers check lengths). Any f32 input is accepted and nothing here panics or
 //! allocates; bytes that derive from a NaN follow the policy in [`super::search`].
 
+#![allow(
+    clippy::inline_always,
+    reason = "the kernels here are inlined into each instruction-set build of their callers, \
+              so that they are compiled for it"
+)]
+
 use super::lanes::{
     self, affine_search, q3_search, qx_search, row_builds, transpose, untranspose_levels, zip_map,
     Lanes, TrialLevel,
@@ -36,6 +42,25 @@ fn put_f16(out: &mut [u8], at: usize, bits: u16) {
     out[at..at + 2].copy_from_slice(&bits.to_le_bytes());
 }
 
+/// The super-blocks of a row present in `src`, `dst` (blocks of `size` bytes) and the
+/// importance matrix, if any, each with its weights. The caller's loop body, not a
+/// closure, does the work, so that it is compiled for the caller's instruction set.
+#[inline(always)]
+fn super_blocks<'a>(
+    src: &'a [f32],
+    dst: &'a mut [u8],
+    imatrix: Option<&'a [f32]>,
+    size: usize,
+) -> impl Iterator<Item = (&'a [f32], Option<&'a [f32]>, &'a mut [u8])> {
+    let weighted = imatrix.map_or(usize::MAX, |w| w.len() / QK_K);
+    let weights = (0..).map(move |i| imatrix.map(|w| &w[i * QK_K..(i + 1) * QK_K]));
+    src.chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(size))
+        .take(weighted)
+        .zip(weights)
+        .map(|((x, out), w)| (x, w, out))
+}
+
 /// `Σ x²` of a block, summed in order.
 #[inline]
 fn sum_squares(x: &[f32]) -> f32 {
@@ -44,10 +69,6 @@ fn sum_squares(x: &[f32]) -> f32 {
 
 /// The values of `G` groups of `N` transposed, their importance weights
 /// `qw · sqrt(sigma2 + x²)` (transposed too) and each group's total weight.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn importance_lanes<const G: usize, const N: usize>(
     x: &[f32],
@@ -66,10 +87,6 @@ fn importance_lanes<const G: usize, const N: usize>(
 
 /// Packs 2-bit levels (`Q2_K` and the low bits of `Q3_K`): each 128 values fill 32 bytes,
 /// value `l + 32·k` in bits `2k` of byte `l`.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
     for (half, q) in levels.chunks_exact(128).zip(qs.chunks_exact_mut(32)) {
@@ -107,10 +124,6 @@ const fn weighted_search(nmax: i32) -> AffineSearch {
 
 /// Writes a `Q2_K` block from its packed sub-block scales and f16 scales: requantizes each
 /// sub-block whose scale is not zero, then packs the levels.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn finish_q2_k(
     x: &[f32],
@@ -137,10 +150,6 @@ fn finish_q2_k(
     put_f16(out, q2_k::DMIN, dmin);
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q2_k_block_ref(x: &[f32], out: &mut [u8]) {
     let xt = transpose::<16, 16>(x);
@@ -181,10 +190,6 @@ fn q2_k_block_ref(x: &[f32], out: &mut [u8]) {
     finish_q2_k(x, &mut levels, &packed, d, dmin, out);
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q2_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
     let sigma2 = sum_squares(x) / QK_K as f32;
@@ -215,25 +220,12 @@ row_builds!(
     q2_k_avx512
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q2_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
-    // Plain loops, not closures: a closure would be compiled apart from this function's
-    // instruction set.
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q2_k::SIZE));
-    match imatrix {
-        None => {
-            for (x, out) in blocks {
-                q2_k_block_ref(x, out);
-            }
-        }
-        Some(w) => {
-            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
-                q2_k_block_weighted(x, w, out);
-            }
+    for (x, w, out) in super_blocks(src, dst, imatrix, q2_k::SIZE) {
+        match w {
+            None => q2_k_block_ref(x, out),
+            Some(w) => q2_k_block_weighted(x, w, out),
         }
     }
 }
@@ -265,10 +257,6 @@ fn q3_k_scale(s: &[u8; 12], j: usize) -> i32 {
 
 /// Writes a `Q3_K` block from its packed scales and f16 scale: requantizes each sub-block
 /// whose scale is not zero, splits off the high bits, packs the rest.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn finish_q3_k(x: &[f32], levels: &mut [u8; QK_K], scales: &[u8; 12], d: u16, out: &mut [u8]) {
     let dv = f16_value(d);
@@ -295,10 +283,6 @@ fn finish_q3_k(x: &[f32], levels: &mut [u8; QK_K], scales: &[u8; 12], d: u16, ou
     put_f16(out, q3_k::D, d);
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q3_k_block_ref(x: &[f32], out: &mut [u8]) {
     let mut lanes = [[0i32; 16]; 16];
@@ -325,10 +309,6 @@ fn q3_k_block_ref(x: &[f32], out: &mut [u8]) {
     finish_q3_k(x, &mut levels, &packed, d, out);
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q3_k_block_weighted(x: &[f32], qw: &[f32], out: &mut [u8]) {
     let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
@@ -358,23 +338,12 @@ row_builds!(
     q3_k_avx512
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q3_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q3_k::SIZE));
-    match imatrix {
-        None => {
-            for (x, out) in blocks {
-                q3_k_block_ref(x, out);
-            }
-        }
-        Some(w) => {
-            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
-                q3_k_block_weighted(x, w, out);
-            }
+    for (x, w, out) in super_blocks(src, dst, imatrix, q3_k::SIZE) {
+        match w {
+            None => q3_k_block_ref(x, out),
+            Some(w) => q3_k_block_weighted(x, w, out),
         }
     }
 }
@@ -402,10 +371,6 @@ fn pack_k4_scales(ls: [u8; 8], lm: [u8; 8]) -> [u8; 12] {
 
 /// Requantizes the sub-blocks of 32 of a `Q4_K`/`Q5_K` block against their decoded scales
 /// and mins, leaving sub-blocks whose scale is zero as the search left them.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn requantize_k4(
     x: &[f32],
@@ -431,10 +396,6 @@ fn requantize_k4(
 /// an affine search; the largest scale and min set the f16 super-block scales, and each
 /// sub-block's scale and min are rounded to 6 bits against them.
 /// Returns the packed scales and the f16 `d`, `dmin`.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn k4_fit_ref(x: &[f32], levels: &mut [u8; QK_K], search: AffineSearch) -> ([u8; 12], u16, u16) {
     let xt = transpose::<8, 32>(x);
@@ -471,10 +432,6 @@ fn k4_fit_ref(x: &[f32], levels: &mut [u8; QK_K], search: AffineSearch) -> ([u8;
 /// under importance weights, then weighted 6-bit searches over the scales and over the
 /// mins, weighted by each sub-block's total weight. `cap` applies ggml's `MIN(63, ·)` where
 /// it does (`Q5_K` only).
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn k4_fit_weighted(
     x: &[f32],
@@ -501,10 +458,6 @@ fn k4_fit_weighted(
 
 /// Writes a `Q4_K` block: scales, requantized nibbles (each 64 values fill 32 bytes, low
 /// nibbles first).
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn finish_q4_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), out: &mut [u8]) {
     let (scales, d, dmin) = fit;
@@ -529,10 +482,6 @@ row_builds!(
     q4_k_avx512
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q4_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
     const SEARCH: AffineSearch = AffineSearch {
@@ -542,30 +491,18 @@ fn q4_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
         nstep: 20,
         use_mad: false,
     };
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q4_k::SIZE));
     let mut levels = [0u8; QK_K];
-    match imatrix {
-        None => {
-            for (x, out) in blocks {
-                let fit = k4_fit_ref(x, &mut levels, SEARCH);
-                finish_q4_k(x, &mut levels, fit, out);
-            }
-        }
-        Some(w) => {
-            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
-                let fit = k4_fit_weighted(x, w, &mut levels, 15, false);
-                finish_q4_k(x, &mut levels, fit, out);
-            }
-        }
+    for (x, w, out) in super_blocks(src, dst, imatrix, q4_k::SIZE) {
+        let fit = match w {
+            None => k4_fit_ref(x, &mut levels, SEARCH),
+            Some(w) => k4_fit_weighted(x, w, &mut levels, 15, false),
+        };
+        finish_q4_k(x, &mut levels, fit, out);
     }
 }
 
 /// Writes a `Q5_K` block: scales, requantized values as low nibbles (as in `Q4_K`) and
 /// fifth bits (value `64c + l` in bit `2c` of `qh[l]`, value `64c + 32 + l` in bit `2c + 1`).
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn finish_q5_k(x: &[f32], levels: &mut [u8; QK_K], fit: ([u8; 12], u16, u16), out: &mut [u8]) {
     let (scales, d, dmin) = fit;
@@ -598,10 +535,6 @@ row_builds!(
     q5_k_avx512
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q5_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
     const SEARCH: AffineSearch = AffineSearch {
@@ -611,21 +544,13 @@ fn q5_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
         nstep: 15,
         use_mad: false,
     };
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q5_k::SIZE));
     let mut levels = [0u8; QK_K];
-    match imatrix {
-        None => {
-            for (x, out) in blocks {
-                let fit = k4_fit_ref(x, &mut levels, SEARCH);
-                finish_q5_k(x, &mut levels, fit, out);
-            }
-        }
-        Some(w) => {
-            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
-                let fit = k4_fit_weighted(x, w, &mut levels, 31, true);
-                finish_q5_k(x, &mut levels, fit, out);
-            }
-        }
+    for (x, w, out) in super_blocks(src, dst, imatrix, q5_k::SIZE) {
+        let fit = match w {
+            None => k4_fit_ref(x, &mut levels, SEARCH),
+            Some(w) => k4_fit_weighted(x, w, &mut levels, 31, true),
+        };
+        finish_q5_k(x, &mut levels, fit, out);
     }
 }
 
@@ -641,31 +566,13 @@ row_builds!(
     q6_k_avx512
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q6_k_row(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
-    let blocks = src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(q6_k::SIZE));
-    match imatrix {
-        None => {
-            for (x, out) in blocks {
-                q6_k_block(x, None, out);
-            }
-        }
-        Some(w) => {
-            for ((x, out), w) in blocks.zip(w.chunks_exact(QK_K)) {
-                q6_k_block(x, Some(w), out);
-            }
-        }
+    for (x, w, out) in super_blocks(src, dst, imatrix, q6_k::SIZE) {
+        q6_k_block(x, w, out);
     }
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q6_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
     let xt = transpose::<16, 16>(x);

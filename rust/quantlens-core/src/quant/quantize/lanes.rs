@@ -12,6 +12,12 @@
 //! The searches are `#[inline(always)]` so that they compile for the instruction set of
 //! the quantizer that calls them (see [`row_builds`]).
 
+#![allow(
+    clippy::inline_always,
+    reason = "the kernels here are inlined into each instruction-set build of their callers, \
+              so that they are compiled for it"
+)]
+
 use super::search::{nearest_int, AffineSearch, GROUP_MAX_EPS};
 
 /// How a trial value `iscale·(x - min)` becomes a level.
@@ -28,10 +34,6 @@ pub(super) enum TrialLevel {
 pub(super) type Lanes<const G: usize, const N: usize> = [[f32; G]; N];
 
 /// Transposes `G` consecutive groups of `N` values of `x` into lanes.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 pub(super) fn transpose<const G: usize, const N: usize>(x: &[f32]) -> Lanes<G, N> {
     // Loops rather than `array::from_fn`, which is not always inlined at this size.
@@ -45,10 +47,6 @@ pub(super) fn transpose<const G: usize, const N: usize>(x: &[f32]) -> Lanes<G, N
 }
 
 /// `f(a, b)` for every group.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 pub(super) fn zip_map<const G: usize>(
     a: [f32; G],
@@ -59,26 +57,12 @@ pub(super) fn zip_map<const G: usize>(
 }
 
 /// `Σ x²` of every group, summed in order.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 pub(super) fn sum_squares<const G: usize, const N: usize>(x: &Lanes<G, N>) -> [f32; G] {
-    let mut sum = [0.0f32; G];
-    for row in x {
-        for (s, &v) in sum.iter_mut().zip(row) {
-            *s += v * v;
-        }
-    }
-    sum
+    sums(&x.map(|row| row.map(|v| v * v)))
 }
 
 /// `Σ w` of every group, summed in order.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 pub(super) fn sums<const G: usize, const N: usize>(w: &Lanes<G, N>) -> [f32; G] {
     let mut sum = [0.0f32; G];
@@ -91,10 +75,6 @@ pub(super) fn sums<const G: usize, const N: usize>(w: &Lanes<G, N>) -> [f32; G] 
 }
 
 /// The levels of every group, transposed back: group `g`'s levels at `g·N..(g + 1)·N`.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 pub(super) fn untranspose_levels<const G: usize, const N: usize>(
     levels: &[[i32; G]; N],
@@ -111,11 +91,10 @@ pub(super) fn untranspose_levels<const G: usize, const N: usize>(
 /// values at once. Writes each group's levels to `levels` (transposed, like `x`) and
 /// returns every group's `(scale, the_min)`.
 #[allow(
-    clippy::inline_always,
     clippy::float_cmp,
     clippy::too_many_lines,
-    reason = "inlined into each build so it is compiled for its instruction set; ggml \
-              treats exactly equal extremes as a constant group; one search, step by step"
+    reason = "ggml treats exactly equal extremes as a constant group; one search, step by \
+              step"
 )]
 #[inline(always)]
 pub(super) fn affine_search<const G: usize, const N: usize>(
@@ -231,10 +210,8 @@ pub(super) fn affine_search<const G: usize, const N: usize>(
 /// The 18 trial scales are tried in ggml's order; a group keeps the levels of the last
 /// trial that improved its fit.
 #[allow(
-    clippy::inline_always,
     clippy::float_cmp,
-    reason = "inlined into each build so it is compiled for its instruction set; ggml \
-              tests the sum of squares for exactly zero"
+    reason = "ggml tests the sum of squares for exactly zero"
 )]
 #[inline(always)]
 pub(super) fn qx_search<const G: usize, const N: usize>(
@@ -320,10 +297,6 @@ pub(super) fn qx_search<const G: usize, const N: usize>(
 /// `make_q3_quants` with `do_rmse` for `G` groups of `N` values at once: each group's
 /// symmetric scale, its levels (biased by `nmax`, transposed like `x`) in `levels`.
 /// A group stops after its first pass that changes no level, as in ggml; the others go on.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 pub(super) fn q3_search<const G: usize, const N: usize>(
     x: &Lanes<G, N>,
@@ -406,10 +379,6 @@ pub(super) fn q3_search<const G: usize, const N: usize>(
 }
 
 /// The weighted error of every group against `scale·l + min`, summed in order.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn affine_errors<const G: usize, const N: usize>(
     x: &Lanes<G, N>,

@@ -13,6 +13,12 @@
 //! 256-bit registers) and chosen at run time by [`crate::quant::dispatch::isa`]; both builds
 //! do the same f32 operations, so their bytes are the same.
 
+#![allow(
+    clippy::inline_always,
+    reason = "the kernels here are inlined into each instruction-set build of their callers, \
+              so that they are compiled for it"
+)]
+
 use super::rounding::{fp16_bytes, round_i32, trunc_low_byte};
 
 /// Defines `pub fn $name(src, dst)` running `$blocks` on the best instruction set, and
@@ -84,10 +90,8 @@ const LANES: usize = 8;
 /// running maximum, so the largest magnitude does not depend on the order; the weight is
 /// then the first of that magnitude, found from a bit mask rather than by branching.
 #[allow(
-    clippy::inline_always,
     clippy::float_cmp,
-    reason = "inlined into each build so it is compiled for its instruction set; the \
-              magnitude sought is an exact copy of one of the weights'"
+    reason = "the magnitude sought is an exact copy of one of the weights'"
 )]
 #[inline(always)]
 fn signed_absmax(x: &[f32; QK]) -> f32 {
@@ -113,10 +117,6 @@ fn signed_absmax(x: &[f32; QK]) -> f32 {
 /// ggml's running `if (v < min) min = v; if (v > max) max = v;` from `(f32::MAX, -f32::MAX)`.
 /// NaN never wins, so the extremes do not depend on the order, except for which zero a zero
 /// extreme is: then the block is scanned in order, as ggml does.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn min_max(x: &[f32; QK]) -> (f32, f32) {
     let (mut lo, mut hi) = ([f32::MAX; LANES], [-f32::MAX; LANES]);
@@ -142,10 +142,6 @@ const GROUP: usize = 8;
 
 /// Each block's `(d, 1/d)` for the symmetric types: `d = max / divisor`, `max` the
 /// weight of largest magnitude.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn symmetric_scales(xs: &[[f32; QK]], divisor: f32) -> ([f32; GROUP], [f32; GROUP]) {
     let mut ds = [0.0f32; GROUP];
@@ -160,10 +156,6 @@ fn symmetric_scales(xs: &[[f32; QK]], divisor: f32) -> ([f32; GROUP], [f32; GROU
 }
 
 /// Each block's `(min, d, 1/d)` for the offset types: `d = (max - min) / levels`.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn affine_scales(xs: &[[f32; QK]], levels: f32) -> ([f32; GROUP], [f32; GROUP], [f32; GROUP]) {
     let (mut mins, mut maxs) = ([0.0f32; GROUP], [0.0f32; GROUP]);
@@ -202,10 +194,6 @@ dispatched!(
     quantize_row_q4_0_ref, q4_0_scalar, q4_0_avx2, q4_0_blocks
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q4_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     let groups = src.as_chunks::<QK>().0.chunks(GROUP);
@@ -230,10 +218,6 @@ dispatched!(
     quantize_row_q4_1_ref, q4_1_scalar, q4_1_avx2, q4_1_blocks
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q4_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     let groups = src.as_chunks::<QK>().0.chunks(GROUP);
@@ -255,10 +239,6 @@ fn q4_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2])
 }
 
 /// Packs 32 five-bit quants: low nibbles two per byte into `qs`, fifth bits into `qh`.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn pack_q5(quant: impl Fn(f32) -> u8, x: &[f32], qh_out: &mut [u8], qs: &mut [u8]) {
     let (lo, hi) = x.split_at(QK / 2);
@@ -278,10 +258,6 @@ dispatched!(
     quantize_row_q5_0_ref, q5_0_scalar, q5_0_avx2, q5_0_blocks
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q5_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     let groups = src.as_chunks::<QK>().0.chunks(GROUP);
@@ -302,10 +278,6 @@ dispatched!(
     quantize_row_q5_1_ref, q5_1_scalar, q5_1_avx2, q5_1_blocks
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q5_1_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     let groups = src.as_chunks::<QK>().0.chunks(GROUP);
@@ -329,10 +301,6 @@ dispatched!(
     quantize_row_q8_0_ref, q8_0_scalar, q8_0_avx2, q8_0_blocks
 );
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q8_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2]) {
     let groups = src.as_chunks::<QK>().0.chunks(GROUP);
@@ -352,10 +320,6 @@ fn q8_0_blocks(src: &[f32], dst: &mut [u8], fp16_bytes: impl Fn(f32) -> [u8; 2])
 /// ggml's `Q8_0` scan, `amax = MAX(amax, fabsf(v))` in order from 0, of each block: a NaN
 /// weight becomes the running maximum until a later weight replaces it. A whole group's
 /// scans run interleaved, as independent chains.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn running_abs_max(xs: &[[f32; QK]]) -> [f32; GROUP] {
     let step = |amax: f32, v: f32| if amax > v.abs() { amax } else { v.abs() };

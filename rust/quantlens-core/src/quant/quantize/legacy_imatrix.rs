@@ -12,6 +12,12 @@
 //! input is accepted and nothing panics or allocates; bytes that derive from a NaN follow
 //! the policy in [`super::search`].
 
+#![allow(
+    clippy::inline_always,
+    reason = "the kernels here are inlined into each instruction-set build of their callers, \
+              so that they are compiled for it"
+)]
+
 use super::lanes::{
     affine_search, qx_search, row_builds, transpose, untranspose_levels, Lanes, TrialLevel,
 };
@@ -52,24 +58,9 @@ fn fifth_bits(levels: &[u8; QK]) -> [u8; 4] {
 /// Blocks whose scale searches run side by side (see [`super::lanes`]).
 const LANE_BLOCKS: usize = 8;
 
-/// `σ²` of a row: the mean square of its values, summed in order.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
-#[inline(always)]
-fn row_sigma2(src: &[f32]) -> f32 {
-    let sum_x2 = src.iter().fold(0.0f32, |s, &v| s + v * v);
-    sum_x2 / src.len() as f32
-}
-
 /// Blocks `first..first + count` of a row (`count` at most [`LANE_BLOCKS`]) and their
 /// weights `qw · sqrt(σ² + x²)`, transposed into lanes; missing blocks are zero values of
 /// zero weight.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn weighted_lanes(
     src: &[f32],
@@ -90,114 +81,93 @@ fn weighted_lanes(
     )
 }
 
-/// Whole blocks present in `src`, `weights` and `dst` alike.
-fn block_count(src: &[f32], weights: &[f32], dst: &[u8], size: usize) -> usize {
-    (src.len() / QK)
-        .min(weights.len() / QK)
-        .min(dst.len() / size)
+/// How a weighted legacy type fits a block: a symmetric scale with levels in `0..2·nmax`
+/// (`make_qx_quants`), or a scale and min with levels in `0..=nmax` (`make_qkx3_quants`).
+#[derive(Clone, Copy)]
+enum Fit {
+    Symmetric { nmax: i32 },
+    Offset { nmax: i32 },
 }
 
-/// Quantizes a row of a symmetric type: `write(d, levels, out)` stores each block from its
-/// scale and levels in `0..2·nmax`. The blocks are searched [`LANE_BLOCKS`] at a time; a
-/// last, partial group is padded with zero values of zero weight, whose results are
-/// dropped.
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
+/// Quantizes a row of weighted legacy blocks: `write(d, m, levels, out)` stores each block
+/// from its scale, its min (`x ≈ d·l + m`; 0 for symmetric fits) and its levels. The blocks
+/// are searched [`LANE_BLOCKS`] at a time; a last, partial group is padded with zero values
+/// of zero weight, whose results are dropped.
 #[inline(always)]
-fn symmetric_row(
+fn weighted_row(
     src: &[f32],
     dst: &mut [u8],
     weights: &[f32],
     size: usize,
-    nmax: i32,
-    write: impl Fn(f32, &[u8; QK], &mut [u8]),
-) {
-    let sigma2 = row_sigma2(src);
-    let blocks = block_count(src, weights, dst, size);
-    for first in (0..blocks).step_by(LANE_BLOCKS) {
-        let count = (blocks - first).min(LANE_BLOCKS);
-        let (xt, wt) = weighted_lanes(src, weights, sigma2, first, count);
-        let mut lanes = [[0i32; LANE_BLOCKS]; QK];
-        let d = qx_search(&xt, &wt, nmax, &mut lanes);
-        let mut levels = [0u8; LANE_BLOCKS * QK];
-        untranspose_levels(&lanes, &mut levels);
-        let outs = dst[first * size..(first + count) * size].chunks_exact_mut(size);
-        for (b, out) in outs.enumerate() {
-            let mut block = [0u8; QK];
-            block.copy_from_slice(&levels[b * QK..(b + 1) * QK]);
-            write(d[b], &block, out);
-        }
-    }
-}
-
-/// Quantizes a row of an offset type: `write(d, m, levels, out)` stores each block from
-/// its scale, min (`x ≈ d·l + m`) and levels in `0..=nmax`, searched as in
-/// [`symmetric_row`].
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
-#[inline(always)]
-fn offset_row(
-    src: &[f32],
-    dst: &mut [u8],
-    weights: &[f32],
-    size: usize,
-    nmax: i32,
+    fit: Fit,
     write: impl Fn(f32, f32, &[u8; QK], &mut [u8]),
 ) {
-    let sigma2 = row_sigma2(src);
-    let blocks = block_count(src, weights, dst, size);
+    let sum_x2 = src.iter().fold(0.0f32, |s, &v| s + v * v);
+    let sigma2 = sum_x2 / src.len() as f32;
+    let blocks = (src.len() / QK)
+        .min(weights.len() / QK)
+        .min(dst.len() / size);
     for first in (0..blocks).step_by(LANE_BLOCKS) {
         let count = (blocks - first).min(LANE_BLOCKS);
         let (xt, wt) = weighted_lanes(src, weights, sigma2, first, count);
         let mut lanes = [[0i32; LANE_BLOCKS]; QK];
-        let (d, the_min) = affine_search(&xt, &wt, &mut lanes, search(nmax), TrialLevel::Qkx3);
+        let (d, m) = match fit {
+            Fit::Symmetric { nmax } => (qx_search(&xt, &wt, nmax, &mut lanes), [0.0; LANE_BLOCKS]),
+            Fit::Offset { nmax } => {
+                let (d, the_min) =
+                    affine_search(&xt, &wt, &mut lanes, search(nmax), TrialLevel::Qkx3);
+                (d, the_min.map(|v| -v))
+            }
+        };
         let mut levels = [0u8; LANE_BLOCKS * QK];
         untranspose_levels(&lanes, &mut levels);
         let outs = dst[first * size..(first + count) * size].chunks_exact_mut(size);
         for (b, out) in outs.enumerate() {
             let mut block = [0u8; QK];
             block.copy_from_slice(&levels[b * QK..(b + 1) * QK]);
-            write(d[b], -the_min[b], &block, out);
+            write(d[b], m[b], &block, out);
         }
     }
 }
 
 /// Stores a `Q4_0` block.
-fn write_q4_0(d: f32, levels: &[u8; QK], out: &mut [u8]) {
+fn write_q4_0(d: f32, _m: f32, levels: &[u8; QK], out: &mut [u8]) {
     out[q4_0::D..q4_0::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
     pack_nibbles(levels, &mut out[q4_0::QS..]);
 }
 
 /// Stores a `Q5_0` block.
-fn write_q5_0(d: f32, levels: &[u8; QK], out: &mut [u8]) {
+fn write_q5_0(d: f32, _m: f32, levels: &[u8; QK], out: &mut [u8]) {
     out[q5_0::D..q5_0::D + 2].copy_from_slice(&f16_bits(d).to_le_bytes());
     out[q5_0::QH..q5_0::QH + 4].copy_from_slice(&fifth_bits(levels));
     pack_nibbles(levels, &mut out[q5_0::QS..]);
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q4_0_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     if let Some(w) = weights {
-        symmetric_row(src, dst, w, q4_0::SIZE, 8, write_q4_0);
+        weighted_row(
+            src,
+            dst,
+            w,
+            q4_0::SIZE,
+            Fit::Symmetric { nmax: 8 },
+            write_q4_0,
+        );
     }
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q5_0_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     if let Some(w) = weights {
-        symmetric_row(src, dst, w, q5_0::SIZE, 16, write_q5_0);
+        weighted_row(
+            src,
+            dst,
+            w,
+            q5_0::SIZE,
+            Fit::Symmetric { nmax: 16 },
+            write_q5_0,
+        );
     }
 }
 
@@ -229,25 +199,31 @@ fn write_q5_1(d: f32, m: f32, levels: &[u8; QK], out: &mut [u8]) {
     pack_nibbles(levels, &mut out[q5_1::QS..]);
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q4_1_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     if let Some(w) = weights {
-        offset_row(src, dst, w, q4_1::SIZE, 15, write_q4_1);
+        weighted_row(
+            src,
+            dst,
+            w,
+            q4_1::SIZE,
+            Fit::Offset { nmax: 15 },
+            write_q4_1,
+        );
     }
 }
 
-#[allow(
-    clippy::inline_always,
-    reason = "inlined into each build so it is compiled for its instruction set"
-)]
 #[inline(always)]
 fn q5_1_row(src: &[f32], dst: &mut [u8], weights: Option<&[f32]>) {
     if let Some(w) = weights {
-        offset_row(src, dst, w, q5_1::SIZE, 31, write_q5_1);
+        weighted_row(
+            src,
+            dst,
+            w,
+            q5_1::SIZE,
+            Fit::Offset { nmax: 31 },
+            write_q5_1,
+        );
     }
 }
 
@@ -304,22 +280,19 @@ mod tests {
         out
     }
 
-    type SymmetricWriter = fn(f32, &[u8; QK], &mut [u8]);
-    type SymmetricCase = (SymmetricWriter, usize, i32, fn(&[f32], &mut [u8], &[f32]));
-
     /// The symmetric types one block at a time through the scalar search.
     fn symmetric_one_by_one(
         src: &[f32],
         weights: &[f32],
         size: usize,
         nmax: i32,
-        write: SymmetricWriter,
+        write: Writer,
     ) -> Vec<u8> {
         let mut out = vec![0u8; src.len() / QK * size];
         for_each_weighted_block(src, &mut out, weights, size, |x, w, out| {
             let mut levels = [0i8; QK];
             let d = make_qx_quants(x, nmax, &mut levels, 1, Some(w));
-            write(d, &levels.map(|l| l as u8), out);
+            write(d, 0.0, &levels.map(|l| l as u8), out);
         });
         out
     }
@@ -332,7 +305,7 @@ mod tests {
             qw in proptest::collection::vec(0.0f32..2.0, 20 * QK),
         ) {
             let (x, w) = (&seed[..blocks * QK], &qw[..blocks * QK]);
-            let cases: [SymmetricCase; 2] = [
+            let cases: [Pair; 2] = [
                 (write_q4_0, q4_0::SIZE, 8, quantize_row_q4_0_imatrix),
                 (write_q5_0, q5_0::SIZE, 16, quantize_row_q5_0_imatrix),
             ];
