@@ -22,6 +22,9 @@ use quantlens_core::quant::dequantize_f32;
 use quantlens_core::GgmlType;
 use sha2::{Digest, Sha256};
 
+mod fixture_reader;
+use fixture_reader::Reader;
+
 const FIXTURE: &[u8] = include_bytes!("data/quant_golden.bin");
 
 /// The types the shared corpus does not cover; each must appear in both sections.
@@ -36,32 +39,6 @@ const NOT_IN_CORPUS: [GgmlType; 9] = [
     GgmlType::TQ1_0,
     GgmlType::NVFP4,
 ];
-
-/// A cursor over the fixture; panics with context on truncation (it is our own file).
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        assert!(self.bytes.len() >= n, "fixture truncated");
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        head
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().unwrap())
-    }
-
-    fn usize(&mut self) -> usize {
-        usize::try_from(self.u32()).unwrap()
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().unwrap())
-    }
-}
 
 fn same(expected: f32, actual: f32) -> bool {
     if expected.is_nan() {

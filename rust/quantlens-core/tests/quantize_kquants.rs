@@ -24,6 +24,9 @@ use quantlens_core::quant::scalar::{kquants, legacy};
 use quantlens_core::GgmlType;
 use sha2::{Digest, Sha256};
 
+mod fixture_reader;
+use fixture_reader::Reader;
+
 const FIXTURE: &[u8] = include_bytes!("data/kquant_golden.bin");
 
 /// A row quantizer: `(src, dst, weights)`.
@@ -72,39 +75,6 @@ fn quantize(ty: GgmlType, row: &[f32], weights: Option<&[f32]>) -> Vec<u8> {
     let mut out = vec![0u8; row.len() / block * size];
     q(row, &mut out, weights);
     out
-}
-
-/// A cursor over the fixture; panics with context on truncation (it is our own file).
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        assert!(self.bytes.len() >= n, "fixture truncated");
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        head
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().unwrap())
-    }
-
-    fn usize(&mut self) -> usize {
-        usize::try_from(self.u32()).unwrap()
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().unwrap())
-    }
-
-    fn f32s(&mut self, n: usize) -> Vec<f32> {
-        self.take(4 * n)
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect()
-    }
 }
 
 /// One explicit record.
